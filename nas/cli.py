@@ -1,0 +1,61 @@
+"""Shared plumbing of the Hydra command-line entry points (``nas-search``, ``nas-train``).
+
+Hydra finds the YAML groups in ``configs/``: at the top of the repository for a source checkout or
+an editable install, inside the package (``nas/configs``) for a regular install. User errors end
+as one line on stderr with a non-zero exit status: 2 for configuration errors (ours, and Hydra's
+own composition errors such as an unknown key), 1 for the rest.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nas.errors import UserError
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def config_dir() -> str:
+    for candidate in (_PACKAGE_DIR / "configs", _PACKAGE_DIR.parent / "configs"):
+        if (candidate / "search.yaml").is_file():
+            return str(candidate)
+    raise RuntimeError(f"nas configs not found next to {_PACKAGE_DIR}; reinstall the package")
+
+
+def fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def reports_user_errors(task: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a ``UserError`` raised by a Hydra task into one line on stderr and its exit code.
+
+    It must wrap the task itself: Hydra prints a traceback for any exception leaving the task.
+    """
+
+    @functools.wraps(task)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        wrapper.started = True  # type: ignore[attr-defined]
+        try:
+            return task(*args, **kwargs)
+        except UserError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    wrapper.started = False  # type: ignore[attr-defined]
+    return wrapper
+
+
+def run_hydra_main(hydra_main: Callable[[], Any], task: Callable[..., Any]) -> None:
+    """Call a ``@hydra.main`` function; Hydra's own exit 1 before the task starts is a config error."""
+    try:
+        hydra_main()
+    except SystemExit as exc:
+        if exc.code == 1 and not getattr(task, "started", True):
+            sys.exit(2)
+        raise

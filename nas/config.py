@@ -1,0 +1,168 @@
+"""Structured configs: the schema behind ``configs/`` and the start-up validation of every value.
+
+Hydra composes the YAML groups in ``configs/`` on top of these dataclasses, so a misspelt key or a
+value of the wrong type fails during composition; ``validate_*`` then checks the ranges that types
+cannot express. Everything here fails with a one-line ``ConfigError`` (exit code 2) before any data
+is loaded or any output is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from nas.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    name: str = "cifar10"  # sample | cifar10 | cifar100 | imagefolder
+    root: str = "./data"
+    download: bool = False
+    train_portion: float = 0.5  # share of the train set for the weights; the rest trains the alphas
+    image_size: int = 32
+    limit: int | None = None  # use only this many training images (quick runs)
+
+
+@dataclass
+class SpaceConfig:
+    name: str = "darts"  # a registered search space
+    ops: list[str] | None = None  # a custom list of registered ops instead of the named space
+
+
+@dataclass
+class SupernetConfig:
+    channels: int = 16
+    layers: int = 8
+    nodes: int = 4
+    stem_multiplier: int = 3
+
+
+@dataclass
+class AlgorithmConfig:
+    name: str = "darts"  # darts | asap
+    order: int = 1  # 1: first order, 2: unrolled second order
+    fd_epsilon: float = 0.01  # finite-difference step of the 2nd-order hypergradient (DARTS: 0.01)
+    # ASAP (used when name == asap)
+    t0: float = 1.6
+    beta: float = 0.95  # temperature decay per epoch, whatever the schedule unit
+    threshold: float | None = None  # prune below this weight; None: 0.4 / |ops|
+    threshold_gamma: float = 1.0  # optional threshold schedule θ(t) = θ0·γᵗ per epoch (1: constant)
+    grace_temperature: float = 1.0  # arch steps and pruning only while T < this
+    schedule_unit: str = "step"  # step | epoch: how often T is updated
+
+
+@dataclass
+class OptimConfig:
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    alpha_lr: float = 3e-4
+    alpha_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    alpha_weight_decay: float = 1e-3
+
+
+@dataclass
+class DeriveConfig:
+    k: int = 2  # parents kept per intermediate node
+
+
+@dataclass
+class LogConfig:
+    every_steps: int = 50  # step scalars (losses, lr, alphas) every this many steps
+    images: bool = True  # alpha heatmaps and cell drawings each epoch
+    progress: bool = True  # progress bar
+
+
+@dataclass
+class SearchConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    model: SupernetConfig = field(default_factory=SupernetConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    derive: DeriveConfig = field(default_factory=DeriveConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    seed: int = 0
+    epochs: int = 50
+    batch_size: int = 64
+    max_steps_per_epoch: int | None = None  # cap the steps of an epoch (smoke tests)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # torch CPU threads; None: torch's default
+    channels_last: bool = True
+    overwrite: bool = False
+    resume: str | None = None
+
+
+def register_configs() -> None:
+    """Make the schemas known to Hydra (the primary configs list them first in their defaults)."""
+    cs = ConfigStore.instance()
+    cs.store(name="search_schema", node=SearchConfig)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate_search(cfg: SearchConfig) -> None:
+    from nas.ops import resolve_space
+    from nas.search.derive import check_k
+
+    _check(cfg.epochs >= 1, f"epochs must be a positive integer, got {cfg.epochs}")
+    _check(cfg.batch_size >= 1, f"batch_size must be positive, got {cfg.batch_size}")
+    _check(cfg.max_steps_per_epoch is None or cfg.max_steps_per_epoch >= 1,
+           f"max_steps_per_epoch must be positive, got {cfg.max_steps_per_epoch}")
+    _check(0.0 < cfg.data.train_portion < 1.0,
+           f"data.train_portion must lie in (0, 1), got {cfg.data.train_portion}")
+    _check(cfg.data.name in ("sample", "cifar10", "cifar100", "imagefolder"),
+           f"unknown data.name '{cfg.data.name}'; choose sample, cifar10, cifar100 or imagefolder")
+    _check(cfg.data.image_size >= 8, f"data.image_size must be at least 8, got {cfg.data.image_size}")
+    _check(cfg.data.limit is None or cfg.data.limit >= 2, f"data.limit must be at least 2, got {cfg.data.limit}")
+    resolve_space(cfg.space.name, cfg.space.ops)
+    m = cfg.model
+    _check(m.channels >= 2 and m.channels % 2 == 0, f"model.channels must be a positive even number, got {m.channels}")
+    _check(m.layers >= 1, f"model.layers must be positive, got {m.layers}")
+    _check(m.nodes >= 1, f"model.nodes must be positive, got {m.nodes}")
+    a = cfg.algorithm
+    _check(a.name in ("darts", "asap"), f"unknown algorithm.name '{a.name}'; choose darts or asap")
+    _check(a.order in (1, 2), f"algorithm.order must be 1 or 2, got {a.order}")
+    _check(a.fd_epsilon > 0, f"algorithm.fd_epsilon must be positive, got {a.fd_epsilon}")
+    _check(a.t0 > 0, f"algorithm.t0 must be positive, got {a.t0}")
+    _check(0 < a.beta <= 1, f"algorithm.beta must lie in (0, 1], got {a.beta}")
+    _check(a.threshold is None or 0 <= a.threshold < 1, f"algorithm.threshold must lie in [0, 1), got {a.threshold}")
+    _check(a.threshold_gamma > 0, f"algorithm.threshold_gamma must be positive, got {a.threshold_gamma}")
+    _check(a.grace_temperature > 0, f"algorithm.grace_temperature must be positive, got {a.grace_temperature}")
+    _check(a.schedule_unit in ("step", "epoch"),
+           f"algorithm.schedule_unit must be step or epoch, got '{a.schedule_unit}'")
+    o = cfg.optim
+    _check(o.w_lr > 0 and o.alpha_lr > 0, "optim.w_lr and optim.alpha_lr must be positive")
+    _check(0 <= o.w_lr_min <= o.w_lr, f"optim.w_lr_min must lie in [0, w_lr], got {o.w_lr_min}")
+    _check(o.grad_clip > 0, f"optim.grad_clip must be positive, got {o.grad_clip}")
+    _check(len(o.alpha_betas) == 2 and all(0 <= b < 1 for b in o.alpha_betas),
+           f"optim.alpha_betas must be two numbers in [0, 1), got {list(o.alpha_betas)}")
+    check_k(cfg.derive.k)
+    _check(cfg.log.every_steps >= 1, f"log.every_steps must be positive, got {cfg.log.every_steps}")
+
+
+def to_search_config(cfg: DictConfig | SearchConfig) -> SearchConfig:
+    """The validated dataclass behind a composed config."""
+    if isinstance(cfg, DictConfig):
+        try:
+            obj: Any = OmegaConf.to_object(cfg)
+        except Exception as exc:  # OmegaConf raises several types for a bad value
+            raise ConfigError(f"invalid configuration: {str(exc).splitlines()[0]}") from None
+    else:
+        obj = cfg
+    validate_search(obj)
+    return obj
+
+
+def summary_of(cfg: Any) -> dict[str, Any]:
+    """A plain-dict copy of a config for meta blocks and checkpoints."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,206 @@
+"""Whole datasets as in-memory uint8 tensors.
+
+Why in memory: CIFAR-sized search data (50k × 3 × 32 × 32 bytes = 150 MB) fits easily on any GPU,
+and keeping it there as uint8 lets ``TensorBatches`` crop, flip and normalise whole batches with a
+few tensor ops instead of a DataLoader running per-image PIL transforms in worker processes, which
+on small images is the bottleneck of a search epoch. Every loader here therefore returns the same
+``ImageTensors``: pixels N×C×H×W uint8, labels N int64, and the normalisation constants to use.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nas.errors import DataError
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+DATASETS = ("sample", "cifar10", "cifar100", "imagefolder")
+SPLITS = ("train", "val", "test")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass
+class ImageTensors:
+    """One split of a dataset, decoded: what every loader returns and ``TensorBatches`` consumes.
+
+    ``mean``/``std`` travel with the pixels so that the batcher always normalises with the
+    statistics of the dataset the images came from, not with whatever a config happens to say.
+    """
+
+    images: torch.Tensor  # uint8, N×C×H×W
+    labels: torch.Tensor  # int64, N
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(f"images must be uint8 N×C×H×W, got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
+            raise ValueError(f"labels must be int64 of shape ({self.images.shape[0]},), got {tuple(self.labels.shape)}")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def load_images(name: str, root: str, split: str, download: bool = False, image_size: int = 32) -> ImageTensors:
+    """Load one split of a dataset into memory as uint8 tensors.
+
+    ``name`` is ``"sample"`` (the CIFAR-10 subset embedded in the package, ``root`` ignored),
+    ``"cifar10"``/``"cifar100"`` (torchvision's binary release under ``root``) or ``"imagefolder"``
+    (one sub-folder per class under ``root``, optionally split into ``train/`` and ``val/``/``test/``).
+    ``split`` is ``"train"``, ``"val"`` or ``"test"``; CIFAR and the sample only have a train and a
+    test set, so ``"val"`` means their test set. Images come out ``image_size``×``image_size``.
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if not isinstance(image_size, int) or image_size < 1:
+        raise DataError(f"image_size must be a positive integer, got {image_size!r}")
+    if name == "sample":
+        # Imported here because sample.py imports ImageTensors from this module.
+        from nas.data.sample import load_sample
+
+        data = load_sample("train" if split == "train" else "test")
+    elif name in ("cifar10", "cifar100"):
+        data = _load_cifar(name, root, split, download)
+    else:
+        return _load_imagefolder(root, split, image_size)
+    if image_size != data.images.shape[-1]:
+        data = ImageTensors(
+            resize_images(data.images, image_size), data.labels, list(data.classes), data.mean, data.std
+        )
+    return data
+
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a uint8 N×C×H×W batch to size×size, antialiased, in chunks to bound peak memory.
+
+    Mainly for tiny smoke tests (CIFAR at 16×16) or upscaling CIFAR for a larger network.
+    """
+    out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8)
+    for start in range(0, images.shape[0], 4096):
+        chunk = images[start : start + 4096].float()
+        resized = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[start : start + 4096] = resized.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def _load_cifar(name: str, root: str, split: str, download: bool) -> ImageTensors:
+    """Read torchvision's CIFAR arrays directly (``.data``/``.targets``): no per-item transform."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls, pretty, mean, std = (
+        (CIFAR10, "CIFAR-10", CIFAR10_MEAN, CIFAR10_STD)
+        if name == "cifar10"
+        else (CIFAR100, "CIFAR-100", CIFAR100_MEAN, CIFAR100_STD)
+    )
+    hint = "set data.download=true to fetch it, or use +experiment=quickstart to run offline on the embedded sample"
+    try:
+        dataset = cls(root=root, train=split == "train", download=download)
+    except (OSError, RuntimeError, EOFError, tarfile.TarError) as err:
+        if download:
+            reason = " ".join(str(err).split()) or type(err).__name__
+            raise DataError(
+                f"{pretty} not found under {root!r} and downloading it failed ({reason}); "
+                "check the network or the path, or use +experiment=quickstart to run offline on the embedded sample"
+            ) from None
+        raise DataError(f"{pretty} not found under {root!r}; {hint}") from None
+    images = torch.from_numpy(np.ascontiguousarray(dataset.data)).permute(0, 3, 1, 2).contiguous()
+    labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
+    return ImageTensors(images, labels, list(dataset.classes), mean, std)
+
+
+def _split_dir(root: Path, split: str) -> Path:
+    """Pick the folder of a split: ``root/train`` (or ``root`` itself) for train, ``root/val|test`` otherwise."""
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {str(root)!r}")
+    if split == "train":
+        if (root / "train").is_dir():
+            return root / "train"
+        held_out = [d for d in ("val", "test") if (root / d).is_dir()]
+        if held_out:
+            raise DataError(f"found {str(root / held_out[0])!r} but no train folder next to it under {str(root)!r}")
+        return root
+    for candidate in (split, "val" if split == "test" else "test"):
+        if (root / candidate).is_dir():
+            return root / candidate
+    raise DataError(f"no {split} images: neither {str(root / 'val')!r} nor {str(root / 'test')!r} exists")
+
+
+def _list_images(folder: Path) -> tuple[list[Path], list[int], list[str]]:
+    """List images ImageFolder-style: sorted class sub-folders, files found recursively, sorted."""
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, cls in enumerate(classes):
+        files = sorted(
+            p
+            for p in (folder / cls).rglob("*")
+            if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+        )
+        if not files:
+            raise DataError(f"class folder {str(folder / cls)!r} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+        paths.extend(files)
+        labels.extend([label] * len(files))
+    if not paths:
+        raise DataError(
+            f"no images found under {str(folder)!r}; expected one sub-folder per class containing "
+            f"{', '.join(IMAGE_EXTENSIONS)} files"
+        )
+    return paths, labels, classes
+
+
+def _decode_into(path: Path, size: int, out: np.ndarray) -> None:
+    """Decode one image into ``out`` (size×size×3): shorter side resized to ``size``, then centre crop."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            # draft() lets the JPEG decoder downscale by 1/2..1/8 while decoding: large photos
+            # then cost a fraction of a full decode. It never goes below the requested size.
+            img.draft("RGB", (size, size))
+            img = img.convert("RGB")
+            w, h = img.size
+            scale = size / min(w, h)
+            new_w, new_h = max(size, int(w * scale)), max(size, int(h * scale))
+            if (new_w, new_h) != (w, h):
+                img = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
+            left, top = int(round((new_w - size) / 2)), int(round((new_h - size) / 2))
+            img = img.crop((left, top, left + size, top + size))
+            out[...] = np.asarray(img, dtype=np.uint8)
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise DataError(f"cannot read image {str(path)!r}: {reason}") from None
+
+
+def _load_imagefolder(root: str, split: str, image_size: int) -> ImageTensors:
+    """Decode a whole ImageFolder split into memory with a small thread pool (PIL releases the GIL)."""
+    folder = _split_dir(Path(root).expanduser(), split)
+    paths, labels, classes = _list_images(folder)
+    pixels = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
+    workers = min(8, os.cpu_count() or 1, len(paths))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        # list() re-raises the first DataError of any worker here, in the caller's thread.
+        list(pool.map(lambda i: _decode_into(paths[i], image_size, pixels[i]), range(len(paths))))
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+    return ImageTensors(images, torch.as_tensor(labels, dtype=torch.int64), classes, IMAGENET_MEAN, IMAGENET_STD)

@@ -1,0 +1,123 @@
+"""What the search and the train loop have in common: run directory, seeding, devices, RNG state,
+a progress bar, epoch timing and result files. One copy of it, so both loops behave alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nas.checkpoint import atomic_write_text
+from nas.errors import ConfigError
+
+log = logging.getLogger("nas")
+
+# Files whose presence means a run directory holds results that must not be overwritten silently.
+RESULT_FILES = ("summary.json", "genotype.json", "checkpoints")
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool, resume: str | None) -> None:
+    """Refuse to write a new run over an old one unless asked to (``overwrite=true``) or resuming."""
+    if resume or overwrite:
+        return
+    existing = [name for name in RESULT_FILES if (run_dir / name).exists()]
+    if existing:
+        raise ConfigError(f"run directory {run_dir} already holds results ({', '.join(existing)}); "
+                          "pass resume=<run dir> to continue it or overwrite=true to replace it")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{name}'; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} was asked for but CUDA is not available here; use device=cpu")
+    return device
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy and torch RNG states as plain lists/tensors (readable with weights_only=True)."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": [np_name, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py_version, py_state, py_gauss = state["python"]
+    random.setstate((py_version, tuple(py_state), py_gauss))
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
+    np.random.set_state((np_name, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, default=float) + "\n")
+
+
+class RunningMean:
+    """Sample-weighted mean of a loss or accuracy over an epoch, kept on the device until read."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | float = 0.0
+        self.count = 0
+
+    def update(self, value: torch.Tensor, n: int) -> None:
+        self.total = self.total + value.detach() * n
+        self.count += n
+
+    @property
+    def mean(self) -> float:
+        return float(self.total) / max(self.count, 1)
+
+
+def progress(iterable: Iterable[int], total: int, desc: str, enabled: bool) -> Iterator[int]:
+    """A tqdm bar on stderr when enabled, the bare iterable otherwise."""
+    if not enabled:
+        return iter(iterable)
+    return iter(tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0))
+
+
+class EpochTimer:
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.epoch_times: list[float] = []
+        self._epoch_start = self.started
+
+    def start_epoch(self) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def end_epoch(self) -> float:
+        elapsed = time.perf_counter() - self._epoch_start
+        self.epoch_times.append(elapsed)
+        return elapsed
+
+    @property
+    def wall_time(self) -> float:
+        return time.perf_counter() - self.started

@@ -1,0 +1,206 @@
+"""Genotypes: the discrete cells a search produces and a retrain consumes.
+
+A genotype is plain data. ``normal`` and ``reduce`` are node-major lists of ``(op, input)`` pairs,
+``k`` pairs per intermediate node; input 0 and 1 are the two cell inputs, 2.. the earlier
+intermediate nodes. ``*_concat`` lists the states concatenated into the cell output. This is the
+structure of the official DARTS code's ``Genotype(...)`` text, which we read too, but only through
+literal parsing: genotype text from the internet is never evaluated.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from nas.errors import GenotypeError
+
+Pair = tuple[str, int]
+
+
+class Genotype(NamedTuple):
+    normal: list[Pair]
+    normal_concat: list[int]
+    reduce: list[Pair]
+    reduce_concat: list[int]
+
+    @property
+    def nodes(self) -> int:
+        """Number of intermediate nodes of a cell."""
+        return len(self.normal_concat)
+
+    @property
+    def k(self) -> int:
+        """Parents per intermediate node."""
+        return len(self.normal) // max(self.nodes, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "normal": [[op, idx] for op, idx in self.normal],
+            "normal_concat": list(self.normal_concat),
+            "reduce": [[op, idx] for op, idx in self.reduce],
+            "reduce_concat": list(self.reduce_concat),
+        }
+
+    def to_text(self) -> str:
+        """The official DARTS code's literal form, readable by its ``train.py``."""
+        return (
+            f"Genotype(normal={[(o, i) for o, i in self.normal]}, "
+            f"normal_concat={list(self.normal_concat)}, "
+            f"reduce={[(o, i) for o, i in self.reduce]}, "
+            f"reduce_concat={list(self.reduce_concat)})"
+        )
+
+
+_CONCAT = [2, 3, 4, 5]
+
+PUBLISHED: dict[str, Genotype] = {
+    # DARTS (Liu et al., 2019), first order.
+    "DARTS_V1": Genotype(
+        normal=[("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 0), ("sep_conv_3x3", 1),
+                ("skip_connect", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 2)],
+        normal_concat=_CONCAT,
+        reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 0),
+                ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("avg_pool_3x3", 0)],
+        reduce_concat=_CONCAT,
+    ),
+    # DARTS (Liu et al., 2019), second order: the cell of the paper's 2.76 % result.
+    "DARTS_V2": Genotype(
+        normal=[("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
+                ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
+        normal_concat=_CONCAT,
+        reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
+                ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
+        reduce_concat=_CONCAT,
+    ),
+}
+PUBLISHED["DARTS"] = PUBLISHED["DARTS_V2"]
+
+
+def _pairs(value: Any, field: str) -> list[Pair]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise GenotypeError(f"genotype field '{field}' must be a non-empty list of [op, input] pairs")
+    pairs = []
+    for item in value:
+        if (not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str)
+                or not isinstance(item[1], int) or isinstance(item[1], bool)):
+            raise GenotypeError(f"genotype field '{field}' holds {item!r}, expected an [op, input] pair")
+        pairs.append((item[0], item[1]))
+    return pairs
+
+
+def _concat(value: Any, field: str) -> list[int]:
+    if isinstance(value, range):
+        value = list(value)
+    if (not isinstance(value, (list, tuple)) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise GenotypeError(f"genotype field '{field}' must be a non-empty list of node indices")
+    return list(value)
+
+
+def from_mapping(data: Mapping[str, Any], known_ops: Iterable[str] | None = None) -> Genotype:
+    """Build and validate a genotype from a dict with the four genotype fields."""
+    if not isinstance(data, Mapping):
+        raise GenotypeError("a genotype must be an object with normal, normal_concat, reduce, reduce_concat")
+    missing = [f for f in Genotype._fields if f not in data]
+    if missing:
+        raise GenotypeError(f"genotype is missing field(s): {', '.join(missing)}")
+    genotype = Genotype(
+        normal=_pairs(data["normal"], "normal"),
+        normal_concat=_concat(data["normal_concat"], "normal_concat"),
+        reduce=_pairs(data["reduce"], "reduce"),
+        reduce_concat=_concat(data["reduce_concat"], "reduce_concat"),
+    )
+    validate(genotype, known_ops)
+    return genotype
+
+
+def validate(genotype: Genotype, known_ops: Iterable[str] | None = None) -> None:
+    """Check that a genotype describes a buildable cell; raise ``GenotypeError`` otherwise."""
+    known = set(known_ops) if known_ops is not None else None
+    for kind in ("normal", "reduce"):
+        pairs = getattr(genotype, kind)
+        concat = getattr(genotype, f"{kind}_concat")
+        nodes = len(concat)
+        if len(pairs) % nodes:
+            raise GenotypeError(
+                f"genotype '{kind}' has {len(pairs)} pairs, not a multiple of its {nodes} concatenated nodes")
+        k = len(pairs) // nodes
+        for position, (op, idx) in enumerate(pairs):
+            node = position // k
+            if known is not None and op not in known:
+                raise GenotypeError(f"genotype '{kind}' uses unknown op '{op}'; known ops: {', '.join(sorted(known))}")
+            if not 0 <= idx < node + 2:
+                raise GenotypeError(
+                    f"genotype '{kind}' node {node} takes input {idx}, but only inputs 0..{node + 1} exist")
+        if any(not 0 <= c < nodes + 2 for c in concat):
+            raise GenotypeError(f"genotype '{kind}_concat' {concat} refers to a state that does not exist")
+
+
+def _literal(node: ast.AST) -> Any:
+    """Literal value of an AST node; ``range(a, b)`` is the one call allowed (DARTS writes it)."""
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range"
+            and not node.keywords and 1 <= len(node.args) <= 3):
+        return range(*(ast.literal_eval(a) for a in node.args))
+    return ast.literal_eval(node)
+
+
+def parse_text(text: str, known_ops: Iterable[str] | None = None) -> Genotype:
+    """Parse the DARTS code's ``Genotype(normal=[...], ...)`` text without evaluating it."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise GenotypeError(f"genotype text is not valid Genotype(...) syntax: {exc.msg}") from None
+    call = tree.body
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Genotype"):
+        raise GenotypeError("genotype text must be a single Genotype(normal=..., ...) expression")
+    fields: dict[str, Any] = {}
+    try:
+        for name, arg in zip(Genotype._fields, call.args):
+            fields[name] = _literal(arg)
+        for kw in call.keywords:
+            if kw.arg is None:
+                raise ValueError("** arguments are not allowed")
+            fields[kw.arg] = _literal(kw.value)
+    except (ValueError, TypeError, SyntaxError) as exc:
+        raise GenotypeError(f"genotype text may hold only literal lists, tuples and range(): {exc}") from None
+    unknown = set(fields) - set(Genotype._fields)
+    if unknown:
+        raise GenotypeError(f"genotype text has unknown field(s): {', '.join(sorted(unknown))}")
+    return from_mapping(fields, known_ops)
+
+
+def save_json(path: str | Path, genotype: Genotype, meta: Mapping[str, Any] | None = None) -> None:
+    """Write ``genotype.json`` (atomically, so a crash never leaves half a file)."""
+    from nas.checkpoint import atomic_write_text
+
+    payload = genotype.to_dict()
+    if meta is not None:
+        payload["meta"] = dict(meta)
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+
+
+def load(spec: str, known_ops: Iterable[str] | None = None) -> Genotype:
+    """Resolve ``spec``: a published name, a ``genotype.json``, or a file of DARTS ``Genotype(...)`` text."""
+    if spec in PUBLISHED:
+        return PUBLISHED[spec]
+    path = Path(spec).expanduser()
+    if path.is_dir() and (path / "genotype.json").is_file():
+        path = path / "genotype.json"
+    if not path.is_file():
+        raise GenotypeError(
+            f"genotype '{spec}' is neither a file nor a published name ({', '.join(sorted(PUBLISHED))})")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GenotypeError(f"cannot read genotype file {path}: {exc}") from None
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GenotypeError(f"malformed genotype JSON in {path}: {exc.msg} at line {exc.lineno}") from None
+        return from_mapping(data, known_ops)
+    return parse_text(text, known_ops)

@@ -1,0 +1,134 @@
+"""The DARTS primitive operations, registered by name.
+
+Shapes and layer order follow the DARTS paper's code exactly (its parameter counts are our
+reference sizes): every conv is bias-free and followed by BatchNorm; convolutions are
+"ReLU first" so that the sum of several ops in a node is not rectified again.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nas.ops.registry import register_op, register_space
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU → Conv(k, stride, pad) → BN: the cells' 1×1 preprocessing."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class DilConv(nn.Sequential):
+    """ReLU → depthwise Conv(k, dilation) → 1×1 Conv → BN."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int,
+                 affine: bool = True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, kernel, stride=stride, padding=padding, dilation=dilation, groups=c_in,
+                      bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Two stacked separable blocks; only the first depthwise conv strides, and it keeps c_in channels."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True):
+        super().__init__(
+            DilConv(c_in, c_in, kernel, stride, padding, dilation=1, affine=affine),
+            DilConv(c_in, c_out, kernel, 1, padding, dilation=1, affine=affine),
+        )
+
+
+class Identity(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Zero(nn.Module):
+    """The 'none' op: zeros of the (strided) output shape. Mixed edges never call it."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return torch.zeros_like(x)
+        return torch.zeros_like(x[:, :, :: self.stride, :: self.stride])
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution without losing every other pixel: two 1×1 stride-2 convs, the second
+    on the input shifted by one pixel, concatenated (C/2 channels each) and normalised."""
+
+    def __init__(self, c_in: int, c_out: int, affine: bool = True):
+        super().__init__()
+        if c_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even number of output channels, got {c_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+
+@register_op("none", zero=True, parameter_free=True)
+def _none(c: int, stride: int, affine: bool) -> nn.Module:
+    return Zero(stride)
+
+
+@register_op("max_pool_3x3", parameter_free=True, normalize_in_search=True)
+def _max_pool_3x3(c: int, stride: int, affine: bool) -> nn.Module:
+    return nn.MaxPool2d(3, stride=stride, padding=1)
+
+
+@register_op("avg_pool_3x3", parameter_free=True, normalize_in_search=True)
+def _avg_pool_3x3(c: int, stride: int, affine: bool) -> nn.Module:
+    return nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+
+
+# skip_connect has weights at stride 2 (FactorizedReduce) but is the identity at stride 1; the
+# collapse literature counts it as parameter-free, as do we.
+@register_op("skip_connect", parameter_free=True, identity=True)
+def _skip_connect(c: int, stride: int, affine: bool) -> nn.Module:
+    return Identity() if stride == 1 else FactorizedReduce(c, c, affine=affine)
+
+
+@register_op("sep_conv_3x3")
+def _sep_conv_3x3(c: int, stride: int, affine: bool) -> nn.Module:
+    return SepConv(c, c, 3, stride, 1, affine=affine)
+
+
+@register_op("sep_conv_5x5")
+def _sep_conv_5x5(c: int, stride: int, affine: bool) -> nn.Module:
+    return SepConv(c, c, 5, stride, 2, affine=affine)
+
+
+@register_op("dil_conv_3x3")
+def _dil_conv_3x3(c: int, stride: int, affine: bool) -> nn.Module:
+    return DilConv(c, c, 3, stride, 2, dilation=2, affine=affine)
+
+
+@register_op("dil_conv_5x5")
+def _dil_conv_5x5(c: int, stride: int, affine: bool) -> nn.Module:
+    return DilConv(c, c, 5, stride, 4, dilation=2, affine=affine)
+
+
+DARTS_PRIMITIVES = (
+    "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
+    "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
+)
+register_space("darts", DARTS_PRIMITIVES)

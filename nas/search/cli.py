@@ -1,0 +1,43 @@
+"""``nas-search``: the Hydra command line of the search (``python -m nas.search`` works too)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from nas.cli import config_dir, reports_user_errors, run_hydra_main
+from nas.config import register_configs, to_search_config
+
+register_configs()
+log = logging.getLogger("nas.search")
+
+
+@reports_user_errors
+def search_task(cfg: DictConfig) -> float | None:
+    from nas.search.loop import run_search  # heavy imports after the config is known to be valid
+
+    config = to_search_config(cfg)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    summary = run_search(config, run_dir)
+    print(f"\nderived genotype: {summary['genotype_text']}")
+    print(f"final val accuracy: {summary['final_val_acc']:.4f}   wall time: {summary['wall_time_s']:.1f} s")
+    print(f"run directory: {run_dir}")
+    print(f"TensorBoard:   tensorboard --logdir {run_dir / 'tb'}")
+    return summary["final_val_acc"]
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="search")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    return search_task(cfg)
+
+
+def main() -> None:
+    run_hydra_main(_hydra_main, search_task)
+
+
+if __name__ == "__main__":
+    main()

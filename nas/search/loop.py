@@ -1,0 +1,284 @@
+"""The search loop: bilevel training of a supernet, evaluation, derivation and the run directory.
+
+``run_search(cfg, run_dir)`` is a plain function (the Hydra entry point only calls it), so tests and
+notebooks run a search without a command line. Each epoch writes ``genotype.json``,
+``checkpoints/last.pt`` and TensorBoard events; the end of the run writes ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas import checkpoint
+from nas.config import SearchConfig, summary_of
+from nas.data import BatchCycle, build_search_data
+from nas.engine import (
+    EpochTimer,
+    RunningMean,
+    prepare_run_dir,
+    progress,
+    rng_state,
+    seed_everything,
+    select_device,
+    set_rng_state,
+    write_json,
+)
+from nas.errors import CheckpointError
+from nas.genotype import Genotype, save_json
+from nas.logging import TBLogger
+from nas.ops import resolve_space
+from nas.search.algorithms import Batch, DartsAlgorithm
+from nas.search.architect import Architect
+from nas.search.derive import derive_genotype
+from nas.search.supernet import Supernet
+
+log = logging.getLogger("nas.search")
+CHECKPOINT_FORMAT = "nas-search/1"
+
+
+def build_algorithm(cfg: SearchConfig) -> DartsAlgorithm:
+    if cfg.algorithm.name == "asap":
+        from nas.search.asap import AsapAlgorithm
+
+        return AsapAlgorithm(cfg.algorithm)
+    return DartsAlgorithm()
+
+
+class SearchRun:
+    """Everything one search holds: data, supernet, optimizers, algorithm, logger and progress."""
+
+    def __init__(self, cfg: SearchConfig, run_dir: str | Path):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        prepare_run_dir(self.run_dir, cfg.overwrite, cfg.resume)
+        seed_everything(cfg.seed)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = select_device(cfg.device)
+        self.op_names = resolve_space(cfg.space.name, cfg.space.ops)
+        self.algorithm = build_algorithm(cfg)
+
+        d = cfg.data
+        self.data = build_search_data(
+            name=d.name, root=d.root, download=d.download, train_portion=d.train_portion,
+            image_size=d.image_size, batch_size=cfg.batch_size, seed=cfg.seed, device=self.device,
+            limit=d.limit, channels_last=cfg.channels_last,
+        )
+        m = cfg.model
+        self.model = Supernet(
+            self.op_names, channels=m.channels, layers=m.layers, num_classes=self.data.num_classes, nodes=m.nodes,
+            stem_multiplier=m.stem_multiplier, in_channels=self.data.in_channels,
+            alpha_init_std=0.0 if cfg.algorithm.name == "asap" else 1e-3,
+        ).to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+        o = cfg.optim
+        self.w_optimizer = torch.optim.SGD(self.model.weights(), lr=o.w_lr, momentum=o.w_momentum,
+                                           weight_decay=o.w_weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_optimizer, T_max=cfg.epochs,
+                                                                    eta_min=o.w_lr_min)
+        self.a_optimizer = torch.optim.Adam(self.model.alphas(), lr=o.alpha_lr, betas=tuple(o.alpha_betas),
+                                            weight_decay=o.alpha_weight_decay)
+        self.architect = Architect(self.model, self.a_optimizer, self.w_optimizer, order=cfg.algorithm.order,
+                                   fd_epsilon=cfg.algorithm.fd_epsilon)
+        self.val_stream = BatchCycle(self.data.val)
+        self.tb = TBLogger(self.run_dir / "tb")
+        self.timer = EpochTimer()
+        self.epoch = 0  # epochs completed
+        self.global_step = 0
+        self.history: list[dict[str, float]] = []
+        self.stop_reason: str | None = None
+        self.algorithm.setup(self)
+        if cfg.resume:
+            self.load_checkpoint(cfg.resume)
+
+    # -- the two updates of a step -------------------------------------------------------------
+    @property
+    def weight_lr(self) -> float:
+        return self.w_optimizer.param_groups[0]["lr"]
+
+    def arch_step(self, train_batch: Batch, val_batch: Batch) -> torch.Tensor:
+        self.model.train()
+        return self.architect.step(train_batch, val_batch, self.weight_lr)
+
+    def weight_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One SGD step of the weights at fixed alphas (their weights are detached: no alpha grads)."""
+        self.model.train()
+        x, y = batch
+        with torch.no_grad():
+            fixed = self.model.arch.edge_weights()
+        logits = self.model(x, fixed)
+        loss = nn.functional.cross_entropy(logits, y)
+        self.w_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.weights(), self.cfg.optim.grad_clip)
+        self.w_optimizer.step()
+        return {"loss/train": loss.detach(), "acc/train": (logits.argmax(1) == y).float().mean()}
+
+    # -- evaluation and derivation --------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Loss and accuracy of the supernet on the whole alpha split, unaugmented, in eval mode."""
+        self.model.eval()
+        loss, acc = RunningMean(), RunningMean()
+        for x, y in self.data.val_eval.batches(0):
+            logits = self.model(x)
+            loss.update(nn.functional.cross_entropy(logits, y), len(y))
+            acc.update((logits.argmax(1) == y).float().mean(), len(y))
+        self.model.train()
+        return {"loss/val": loss.mean, "acc/val": acc.mean}
+
+    def genotype(self) -> Genotype:
+        with torch.no_grad():
+            weights = self.model.arch.edge_weights()
+        return derive_genotype(weights, self.op_names, self.cfg.model.nodes, self.cfg.derive.k)
+
+    # -- epochs ---------------------------------------------------------------------------------
+    def steps_per_epoch(self) -> int:
+        steps = len(self.data.train)
+        cap = self.cfg.max_steps_per_epoch
+        return min(steps, cap) if cap else steps
+
+    def train_epoch(self) -> dict[str, float]:
+        train_loss, train_acc = RunningMean(), RunningMean()
+        steps = self.steps_per_epoch()
+        batches = self.data.train.batches(self.epoch)
+        bar = progress(range(steps), steps, f"epoch {self.epoch + 1}/{self.cfg.epochs}", self.cfg.log.progress)
+        for _, train_batch in zip(bar, batches):
+            metrics = self.algorithm.step(self, train_batch, next(self.val_stream))
+            n = len(train_batch[1])
+            train_loss.update(metrics["loss/train"], n)
+            train_acc.update(metrics["acc/train"], n)
+            self.global_step += 1
+            if self.global_step % self.cfg.log.every_steps == 0:
+                self.log_step(metrics)
+            if self.stop_reason is None:
+                self.stop_reason = self.algorithm.stop_reason(self)
+            if self.stop_reason is not None:
+                break
+        return {"loss/train": train_loss.mean, "acc/train": train_acc.mean}
+
+    def log_step(self, metrics: dict[str, torch.Tensor]) -> None:
+        scalars = {k: float(v) for k, v in metrics.items()}
+        scalars["lr/weights"] = self.weight_lr
+        self.tb.scalars(scalars, self.global_step)
+        with torch.no_grad():
+            self.tb.alphas(self.model.arch.edge_weights(), self.op_names, self.global_step,
+                           alive=self.model.arch.alive())
+
+    def end_epoch(self, train_metrics: dict[str, float], epoch_time: float) -> Genotype:
+        metrics = {**train_metrics, **self.evaluate(), "lr/weights": self.weight_lr, "time/epoch_s": epoch_time}
+        self.history.append({"epoch": self.epoch, **metrics})
+        self.algorithm.on_epoch_end(self)
+        genotype = self.genotype()
+        step = self.global_step
+        self.tb.scalars(metrics, step)
+        with torch.no_grad():
+            weights, alive = self.model.arch.edge_weights(), self.model.arch.alive()
+        self.tb.alphas(weights, self.op_names, step, alive=alive)
+        if self.cfg.log.images:
+            self.tb.alpha_images(weights, self.op_names, step, alive=alive)
+            self.tb.genotype(genotype, step)
+        self.tb.flush()
+        save_json(self.run_dir / "genotype.json", genotype, self.genotype_meta())
+        self.save_checkpoint()
+        log.info("epoch %d/%d  train loss %.3f acc %.3f  val loss %.3f acc %.3f  %.1fs", self.epoch, self.cfg.epochs,
+                 metrics["loss/train"], metrics["acc/train"], metrics["loss/val"], metrics["acc/val"], epoch_time)
+        return genotype
+
+    def genotype_meta(self) -> dict[str, Any]:
+        alphas = {k: v.detach().cpu().tolist() for k, v in self.model.arch.alphas().items()}
+        return {
+            "algorithm": self.cfg.algorithm.name,
+            "order": self.cfg.algorithm.order,
+            "space": list(self.op_names),
+            "epoch": self.epoch,
+            "seed": self.cfg.seed,
+            "data": self.cfg.data.name,
+            "k": self.cfg.derive.k,
+            "val_acc": self.history[-1]["acc/val"] if self.history else None,
+            "config": summary_of(self.cfg),
+            "alphas": alphas,
+            "alive": {k: v.cpu().tolist() for k, v in self.model.arch.alive().items()},
+        }
+
+    def run(self) -> dict[str, Any]:
+        genotype = self.genotype()
+        while self.epoch < self.cfg.epochs and self.stop_reason is None:
+            self.timer.start_epoch()
+            train_metrics = self.train_epoch()
+            self.scheduler.step()
+            self.epoch += 1
+            genotype = self.end_epoch(train_metrics, self.timer.end_epoch())
+        summary = {
+            "genotype": genotype.to_dict(),
+            "genotype_text": genotype.to_text(),
+            "epochs": self.epoch,
+            "final_val_acc": self.history[-1]["acc/val"] if self.history else None,
+            "final_val_loss": self.history[-1]["loss/val"] if self.history else None,
+            "wall_time_s": self.timer.wall_time,
+            "epoch_times_s": self.timer.epoch_times,
+            "steps": self.global_step,
+            "stop_reason": self.stop_reason or "epoch limit",
+            "history": self.history,
+            "device": str(self.device),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        }
+        summary.update(self.algorithm.summary(self))
+        write_json(self.run_dir / "summary.json", summary)
+        self.tb.text("genotype_final", f"```\n{genotype.to_text()}\n```", self.global_step)
+        self.tb.close()
+        return summary
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model.state_dict(),
+            "w_optimizer": self.w_optimizer.state_dict(),
+            "a_optimizer": self.a_optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "algorithm": self.algorithm.state_dict(),
+            "val_stream": self.val_stream.state_dict(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "history": self.history,
+            "epoch_times": self.timer.epoch_times,
+            "rng": rng_state(),
+            "config": summary_of(self.cfg),
+        }
+
+    def save_checkpoint(self) -> None:
+        checkpoint.save(self.run_dir / "checkpoints" / "last.pt", self.state_dict())
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        state = checkpoint.load(path, map_location=self.device)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path} is not a search checkpoint (format {state.get('format')!r})")
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"checkpoint {path} does not fit this supernet: {str(exc).splitlines()[0]}") from None
+        self.w_optimizer.load_state_dict(state["w_optimizer"])
+        self.a_optimizer.load_state_dict(state["a_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.algorithm.load_state_dict(state["algorithm"])
+        self.val_stream.load_state_dict(state["val_stream"])
+        self.epoch = state["epoch"]
+        self.global_step = state["global_step"]
+        self.history = list(state["history"])
+        self.timer.epoch_times = list(state["epoch_times"])
+        set_rng_state(state["rng"])
+        log.info("resumed from %s at epoch %d", path, self.epoch)
+
+
+def run_search(cfg: SearchConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Run a whole search into ``run_dir``; returns what ``summary.json`` holds."""
+    return SearchRun(cfg, run_dir).run()

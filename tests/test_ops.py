@@ -1,0 +1,84 @@
+"""Every registered op, the mixed edge's skipping rules and the supernet's reference sizes."""
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from nas.cells import MixedEdge
+from nas.errors import ConfigError
+from nas.ops import OPS, SPACES, get_op, resolve_space
+from nas.search.supernet import Supernet
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("stride", [1, 2])
+def test_every_registered_op_keeps_channels_and_strides(name, stride):
+    torch.manual_seed(0)
+    op = get_op(name).build(8, stride, affine=True)
+    x = torch.randn(2, 8, 10, 10, requires_grad=True)
+    y = op(x)
+    assert y.shape == (2, 8, 10 // stride, 10 // stride)
+    if get_op(name).zero:
+        assert not y.any()
+    else:
+        y.square().sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+    has_params = any(p.numel() for p in op.parameters())
+    assert has_params == (not get_op(name).parameter_free or (name == "skip_connect" and stride == 2))
+
+
+def test_darts_space_order_and_facts():
+    assert SPACES["darts"] == ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
+                               "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+    assert [n for n in SPACES["darts"] if get_op(n).zero] == ["none"]
+    assert [n for n in SPACES["darts"] if get_op(n).identity] == ["skip_connect"]
+
+
+def test_unknown_op_and_space_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown op 'sep_conv_9x9'"):
+        resolve_space("darts", ["sep_conv_9x9"])
+    with pytest.raises(ConfigError, match="unknown search space"):
+        resolve_space("nope")
+    with pytest.raises(ConfigError, match="not 'none'"):
+        resolve_space("x", ["none"])
+
+
+class CountingOp(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x * 2
+
+
+def test_mixed_edge_never_computes_zero_or_pruned_ops():
+    edge = MixedEdge(("none", "skip_connect", "sep_conv_3x3", "max_pool_3x3"), channels=4, stride=1)
+    counters = [CountingOp() for _ in range(4)]
+    edge.ops = torch.nn.ModuleList(counters)
+    x = torch.randn(1, 4, 6, 6)
+    w = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    out = edge(x, w, alive=[0, 2])
+    assert [c.calls for c in counters] == [0, 0, 1, 0]
+    torch.testing.assert_close(out, 0.3 * 2 * x)
+    edge(x, w)
+    assert [c.calls for c in counters] == [0, 1, 2, 1]
+
+
+def test_edge_left_with_only_none_outputs_zeros_of_the_strided_shape():
+    edge = MixedEdge(("none", "sep_conv_3x3"), channels=4, stride=2)
+    out = edge(torch.randn(2, 4, 8, 8), torch.tensor([1.0, 0.0]), alive=[0])
+    assert out.shape == (2, 4, 4, 4) and not out.any()
+
+
+def test_search_network_reference_sizes():
+    model = Supernet(SPACES["darts"], channels=16, layers=8, num_classes=10)
+    assert sum(p.numel() for p in model.weights()) == 1_930_618
+    assert [tuple(a.shape) for a in model.alphas()] == [(14, 8), (14, 8)]
+    assert {id(a) for a in model.alphas()}.isdisjoint(id(p) for p in model.weights())
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.randn(1, 3, 32, 32))
+    assert round(counter.get_total_flops() / 2 / 1e6, 2) == 300.26
