@@ -1,0 +1,128 @@
+"""Streaming ImageFolder batches: images decoded and augmented per epoch in DataLoader workers.
+
+Why a second data path next to ``TensorBatches``: ImageNet-style sets (a million photos) do not
+fit in memory as tensors, and their protocol's RandomResizedCrop and ColorJitter act on each
+full-resolution photo. Here worker processes decode and transform images while the main process
+trains. ``FolderBatches`` offers the same face as ``TensorBatches`` (``batches(epoch)`` yielding
+normalised ``(x, y)`` on the device, ``len()`` = batches per epoch), so the train loop does not
+care which path feeds it.
+
+Why one DataLoader per epoch: its sampler and its workers' seeds then come from a generator seeded
+by ``(seed, epoch)`` alone, so the order and the augmentation of an epoch are the same whether or
+not the run was resumed before it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from nas.data.datasets import IMAGENET_MEAN, IMAGENET_STD, _list_images, _split_dir
+from nas.data.loader import Batch, balanced_subset, derive_seed
+from nas.data.transforms import eval_resize, folder_eval_transform, folder_train_transform
+from nas.errors import DataError
+
+
+class FolderDataset(Dataset):
+    """(transformed image, label) for each file; ``draft`` lets JPEG decoding shrink large photos early."""
+
+    def __init__(self, paths: list[Path], labels: list[int], transform: Callable[[Any], torch.Tensor],
+                 draft: int | None = None):
+        self.paths, self.labels, self.transform, self.draft = paths, labels, transform, draft
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        path = self.paths[index]
+        try:
+            with Image.open(path) as img:
+                if self.draft:
+                    img.draft("RGB", (self.draft, self.draft))  # never below the requested size
+                img = img.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            reason = " ".join(str(err).split()) or type(err).__name__
+            raise DataError(f"cannot read image {str(path)!r}: {reason}") from None
+        return self.transform(img), self.labels[index]
+
+
+def _last_line(err: Exception) -> str:
+    """The original message of an error re-raised from a worker (which prepends a whole traceback)."""
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    last = lines[-1] if lines else type(err).__name__
+    prefix = f"{type(err).__module__}.{type(err).__name__}: "
+    return last[len(prefix):] if last.startswith(prefix) else last
+
+
+class FolderBatches:
+    def __init__(self, dataset: FolderDataset, batch_size: int, shuffle: bool, drop_last: bool, seed: int,
+                 workers: int, device: str | torch.device = "cpu", channels_last: bool = False,
+                 name: str = "this split"):
+        if len(dataset) == 0:
+            raise DataError(f"{name} has no images")
+        if drop_last and batch_size > len(dataset):
+            raise DataError(f"batch_size {batch_size} is larger than the {len(dataset)} images of {name}")
+        self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, batch_size, shuffle, drop_last
+        self.seed, self.workers, self.device, self.channels_last = seed, workers, torch.device(device), channels_last
+
+    @property
+    def num_images(self) -> int:
+        return len(self.dataset)
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.num_images, self.batch_size)
+        return full if self.drop_last or rest == 0 else full + 1
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
+        loader = DataLoader(
+            self.dataset, batch_size=self.batch_size, shuffle=self.shuffle, drop_last=self.drop_last,
+            num_workers=self.workers, generator=generator, pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if self.workers else None,
+        )
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        try:
+            for x, y in loader:
+                yield (x.to(self.device, non_blocking=True, memory_format=fmt),
+                       y.to(self.device, non_blocking=True))
+        except DataError as err:
+            raise DataError(_last_line(err)) from None
+
+
+def build_folder_data(root: str, image_size: int, batch_size: int, seed: int, workers: int | None = None,
+                      device: str | torch.device = "cpu", channels_last: bool = False,
+                      jitter: tuple[float, ...] = (0.4, 0.4, 0.4, 0.2), min_scale: float = 0.08,
+                      limit: int | None = None) -> tuple[FolderBatches, FolderBatches, list[str]]:
+    """(augmented train batches, evaluation batches, class names) of ``root/train`` and ``root/val|test``.
+
+    ``limit`` keeps a seeded, class-balanced subset of that many training images (quick runs).
+    """
+    root_path = Path(root).expanduser()
+    train_paths, train_labels, classes = _list_images(_split_dir(root_path, "train"))
+    test_dir = _split_dir(root_path, "test")
+    test_paths, test_labels, test_classes = _list_images(test_dir)
+    if test_classes != classes:
+        raise DataError(f"the classes of {str(test_dir)!r} differ from the training classes: "
+                        f"{len(test_classes)} folders vs {len(classes)}")
+    if limit is not None and limit < len(train_paths):
+        keep = balanced_subset(torch.as_tensor(train_labels), limit, seed).tolist()
+        train_paths, train_labels = [train_paths[i] for i in keep], [train_labels[i] for i in keep]
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1)
+    common = dict(seed=seed, workers=workers, device=device, channels_last=channels_last)
+    train = FolderBatches(
+        FolderDataset(train_paths, train_labels,
+                      folder_train_transform(image_size, IMAGENET_MEAN, IMAGENET_STD, jitter, min_scale)),
+        batch_size, shuffle=True, drop_last=True, name="the training images", **common)
+    test = FolderBatches(
+        FolderDataset(test_paths, test_labels, folder_eval_transform(image_size, IMAGENET_MEAN, IMAGENET_STD),
+                      draft=eval_resize(image_size)),
+        batch_size, shuffle=False, drop_last=False, name="the evaluation images", **common)
+    return train, test, classes

@@ -1,0 +1,48 @@
+"""Shared test helpers: compose the real Hydra configs and shrink them to CPU-second sizes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from nas.cli import config_dir
+from nas.config import SearchConfig, register_configs, to_search_config
+
+torch.set_num_threads(2)
+
+# A search that takes about a second: 16 px sample images, C=4, 3 cells, 2 steps per epoch.
+TINY_SEARCH = [
+    "+experiment=quickstart", "data.limit=64", "data.image_size=16", "batch_size=8", "model.channels=4",
+    "model.layers=3", "epochs=2", "max_steps_per_epoch=2", "log.every_steps=1", "log.progress=false",
+]
+
+
+def compose_search(overrides: list[str]) -> SearchConfig:
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="search", overrides=overrides)
+    return to_search_config(cfg)
+
+
+@pytest.fixture
+def tiny_search_config():
+    def make(*extra: str) -> SearchConfig:
+        return compose_search(TINY_SEARCH + list(extra))
+
+    return make
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a console entry point as a user would (``python -m`` keeps it independent of PATH)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)

@@ -1,0 +1,71 @@
+"""The command line as a user meets it: exit codes, one-line errors, outputs left intact."""
+
+import json
+
+import pytest
+from conftest import TINY_SEARCH, compose_search, run_cli
+
+from nas.errors import ConfigError
+
+BAD_VALUES = [
+    (["space.ops=[sep_conv_3x3,sep_conv_9x9]"], "unknown op 'sep_conv_9x9'"),
+    (["epochs=-1"], "epochs must be a positive integer"),
+    (["derive.k=0"], "derive.k=0 is out of range"),
+    (["derive.k=3"], "derive.k=3 is out of range"),
+    (["data.train_portion=1.5"], "data.train_portion must lie in (0, 1)"),
+    (["algorithm=asap", "algorithm.beta=1.5"], "algorithm.beta must lie in (0, 1]"),
+    (["algorithm=asap", "algorithm.threshold=1.0"], "algorithm.threshold must lie in [0, 1)"),
+    (["algorithm=asap", "algorithm.t0=0"], "algorithm.t0 must be positive"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_VALUES)
+def test_bad_config_values_are_one_line_config_errors(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        compose_search(TINY_SEARCH + overrides)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_bad_config_value_exits_2_with_one_line_on_stderr(tmp_path):
+    overrides, message = BAD_VALUES[0]
+    result = run_cli(["nas.search", *TINY_SEARCH, *overrides, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_unknown_config_key_is_a_config_error(tmp_path):
+    result = run_cli(["nas.search", *TINY_SEARCH, "model.chanels=8", f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "chanels" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_cifar10_points_at_the_quickstart(tmp_path):
+    result = run_cli(["nas.search", "data=cifar10", f"data.root={tmp_path / 'nowhere'}", "epochs=1",
+                      f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert result.returncode == 1
+    assert "+experiment=quickstart" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_search_cli_writes_run_dir_and_refuses_to_overwrite_it(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["nas.search", *TINY_SEARCH, "epochs=1", "log.images=false", f"hydra.run.dir={run_dir}"]
+    first = run_cli(args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "derived genotype: Genotype(normal=" in first.stdout
+    assert f"tensorboard --logdir {run_dir / 'tb'}" in first.stdout
+    summary = (run_dir / "summary.json").read_text()
+    assert json.loads(summary)["epochs"] == 1
+
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 2 and "overwrite=true" in again.stderr
+    assert (run_dir / "summary.json").read_text() == summary
+
+
+def test_multirun_writes_one_run_dir_per_seed(tmp_path):
+    result = run_cli(["nas.search", "-m", *TINY_SEARCH, "epochs=1", "log.images=false", "seed=0,1",
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    runs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if (p / "summary.json").is_file())
+    assert runs == ["0_seed0", "1_seed1"]
