@@ -21,13 +21,17 @@ import torch
 from nas.errors import CheckpointError
 
 
-def _atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+def _atomic_write(path: str | Path, write: Callable[[str], None], keep_previous: Path | None = None) -> None:
+    """Write through a temporary file renamed over ``path``; with ``keep_previous``, the old file is
+    renamed there first (a reader then finds the new file, or at worst the previous one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        if keep_previous is not None and path.exists():
+            os.replace(path, keep_previous)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -49,11 +53,29 @@ def save(path: str | Path, state: dict[str, Any]) -> None:
     _atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+def save_rotating(folder: str | Path, state: dict[str, Any], keep: int = 2) -> Path:
+    """Save ``folder/last.pt``, keeping the one before it as ``previous.pt`` (``keep=2``)."""
+    folder = Path(folder)
+    last = folder / "last.pt"
+    _atomic_write(last, lambda tmp: torch.save(state, tmp), keep_previous=folder / "previous.pt" if keep > 1 else None)
+    return last
+
+
+def resolve(path: str | Path) -> Path:
+    """The checkpoint file meant by ``path``: a file, a run directory or its ``checkpoints/``."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        for name in ("last.pt", "previous.pt"):  # previous.pt: a crash between the two renames
+            if (folder / name).is_file():
+                return folder / name
+        return folder / "last.pt"
+    return path
+
+
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; a bad file is a one-line ``CheckpointError``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.pt" if (path / "checkpoints").is_dir() else path / "last.pt"
+    path = resolve(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:

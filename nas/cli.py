@@ -9,6 +9,7 @@ own composition errors such as an unknown key), 1 for the rest.
 from __future__ import annotations
 
 import functools
+import io
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -51,11 +52,50 @@ def reports_user_errors(task: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+_NOISE = ("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "reference_type=", "object_type=",
+          "Config search path:", "provider=")
+
+
+def one_line(hydra_error: str) -> str:
+    """Hydra's multi-line composition error as one line (the hint lines and search path dropped)."""
+    parts = [line.strip() for line in hydra_error.splitlines()]
+    return " ".join(p for p in parts if p and not p.startswith(_NOISE))
+
+
 def run_hydra_main(hydra_main: Callable[[], Any], task: Callable[..., Any]) -> None:
-    """Call a ``@hydra.main`` function; Hydra's own exit 1 before the task starts is a config error."""
+    """Call a ``@hydra.main`` function so that Hydra's own errors read like ours.
+
+    Until the task starts, stderr is held back: if Hydra then fails composing the config (an
+    unknown key, a missing group option), its message is printed as one line and the exit code is
+    2; otherwise what was held is passed on unchanged.
+    """
+    real_stderr, held = sys.stderr, io.StringIO()
+
+    class _Until(io.TextIOBase):
+        def write(self, text: str) -> int:
+            if getattr(task, "started", True):
+                if held.tell():
+                    real_stderr.write(held.getvalue())
+                    held.seek(0)
+                    held.truncate()
+                return real_stderr.write(text)
+            return held.write(text)
+
+        def flush(self) -> None:
+            real_stderr.flush()
+
+    sys.stderr = _Until()
     try:
         hydra_main()
     except SystemExit as exc:
         if exc.code == 1 and not getattr(task, "started", True):
-            sys.exit(2)
+            message = one_line(held.getvalue()) or "invalid configuration"
+            held.seek(0)
+            held.truncate()
+            sys.stderr = real_stderr
+            fail(message, 2)
         raise
+    finally:
+        sys.stderr = real_stderr
+        if held.tell():
+            real_stderr.write(held.getvalue())

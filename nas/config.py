@@ -14,12 +14,13 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from nas.data.datasets import DATASETS
 from nas.errors import ConfigError
 
 
 @dataclass
 class DataConfig:
-    name: str = "cifar10"  # sample | cifar10 | cifar100 | imagefolder
+    name: str = "cifar10"  # sample | cifar10 | cifar100 | imagefolder | synthetic (random, for benchmarks)
     root: str = "./data"
     download: bool = False
     train_portion: float = 0.5  # share of the train set for the weights; the rest trains the alphas
@@ -80,6 +81,11 @@ class LogConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    every_steps: int = 0  # also checkpoint every this many steps (0: only at the end of each epoch)
+
+
+@dataclass
 class SearchConfig:
     data: DataConfig = field(default_factory=DataConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
@@ -88,6 +94,7 @@ class SearchConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     derive: DeriveConfig = field(default_factory=DeriveConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     seed: int = 0
     epochs: int = 50
     batch_size: int = 64
@@ -95,6 +102,7 @@ class SearchConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch CPU threads; None: torch's default
     channels_last: bool = True
+    amp: str = "none"  # none | bf16 (autocast; pays on CUDA, not on CPU)
     overwrite: bool = False
     resume: str | None = None
 
@@ -120,8 +128,7 @@ def validate_search(cfg: SearchConfig) -> None:
            f"max_steps_per_epoch must be positive, got {cfg.max_steps_per_epoch}")
     _check(0.0 < cfg.data.train_portion < 1.0,
            f"data.train_portion must lie in (0, 1), got {cfg.data.train_portion}")
-    _check(cfg.data.name in ("sample", "cifar10", "cifar100", "imagefolder"),
-           f"unknown data.name '{cfg.data.name}'; choose sample, cifar10, cifar100 or imagefolder")
+    _check(cfg.data.name in DATASETS, f"unknown data.name '{cfg.data.name}'; choose one of {', '.join(DATASETS)}")
     _check(cfg.data.image_size >= 8, f"data.image_size must be at least 8, got {cfg.data.image_size}")
     _check(cfg.data.limit is None or cfg.data.limit >= 2, f"data.limit must be at least 2, got {cfg.data.limit}")
     resolve_space(cfg.space.name, cfg.space.ops)
@@ -146,7 +153,9 @@ def validate_search(cfg: SearchConfig) -> None:
     _check(o.grad_clip > 0, f"optim.grad_clip must be positive, got {o.grad_clip}")
     _check(len(o.alpha_betas) == 2 and all(0 <= b < 1 for b in o.alpha_betas),
            f"optim.alpha_betas must be two numbers in [0, 1), got {list(o.alpha_betas)}")
+    _check(cfg.amp in ("none", "bf16"), f"amp must be none or bf16, got '{cfg.amp}'")
     check_k(cfg.derive.k)
+    _check(cfg.checkpoint.every_steps >= 0, f"checkpoint.every_steps must be >= 0, got {cfg.checkpoint.every_steps}")
     _check(cfg.log.every_steps >= 1, f"log.every_steps must be positive, got {cfg.log.every_steps}")
 
 
@@ -161,6 +170,15 @@ def to_search_config(cfg: DictConfig | SearchConfig) -> SearchConfig:
         obj = cfg
     validate_search(obj)
     return obj
+
+
+def search_config_from_dict(data: dict[str, Any]) -> SearchConfig:
+    """A validated config from the plain dict a checkpoint or ``genotype.json`` stores."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(SearchConfig), data)
+    except Exception as exc:  # OmegaConf raises several types for a key or value that does not fit
+        raise ConfigError(f"saved config does not fit this version of nas: {str(exc).splitlines()[0]}") from None
+    return to_search_config(merged)
 
 
 def summary_of(cfg: Any) -> dict[str, Any]:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -17,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from nas.checkpoint import atomic_write_text
-from nas.errors import ConfigError
+from nas.errors import ConfigError, UserError
 
 log = logging.getLogger("nas")
 
@@ -95,6 +98,58 @@ class RunningMean:
     @property
     def mean(self) -> float:
         return float(self.total) / max(self.count, 1)
+
+    def state(self) -> list[float]:
+        return [float(self.total), self.count]
+
+    def load_state(self, state: list[float]) -> None:
+        self.total, self.count = float(state[0]), int(state[1])
+
+
+class Interrupted(UserError):
+    """SIGTERM/SIGINT arrived: a checkpoint was written and the run stops cleanly."""
+
+    def __init__(self, signum: int, step: int, run_dir: Path):
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name} after step {step}; checkpoint written, continue with resume={run_dir}")
+        self.exit_code = 128 + signum
+
+
+class StopSignals:
+    """While active, SIGTERM and SIGINT only set ``received``; the loop checkpoints and stops after
+    the step in progress, instead of dying halfway through a checkpoint write."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+class NonFiniteLoss(UserError):
+    pass
+
+
+def check_finite(metrics: dict[str, Any], step: int, run_dir: Path) -> None:
+    """Stop at the first NaN/inf loss, before a checkpoint could save the damaged weights."""
+    for name, value in metrics.items():
+        if name.startswith("loss") and not math.isfinite(float(value)):
+            raise NonFiniteLoss(f"{name} became {float(value)} at step {step}; stopping. The last good checkpoint "
+                                f"in {run_dir / 'checkpoints'} is intact (try a lower optim.w_lr or optim.alpha_lr)")
 
 
 def progress(iterable: Iterable[int], total: int, desc: str, enabled: bool) -> Iterator[int]:

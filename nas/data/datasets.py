@@ -28,7 +28,8 @@ CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-DATASETS = ("sample", "cifar10", "cifar100", "imagefolder")
+DATASETS = ("sample", "cifar10", "cifar100", "imagefolder", "synthetic")
+SYNTHETIC_SIZES = {"train": 5120, "val": 1024, "test": 1024}
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -83,6 +84,8 @@ def load_images(name: str, root: str, split: str, download: bool = False, image_
         data = load_sample("train" if split == "train" else "test")
     elif name in ("cifar10", "cifar100"):
         data = _load_cifar(name, root, split, download)
+    elif name == "synthetic":
+        data = synthetic_images(SYNTHETIC_SIZES[split], image_size, seed=SPLITS.index(split))
     else:
         return _load_imagefolder(root, split, image_size)
     if image_size != data.images.shape[-1]:
@@ -90,6 +93,14 @@ def load_images(name: str, root: str, split: str, download: bool = False, image_
             resize_images(data.images, image_size), data.labels, list(data.classes), data.mean, data.std
         )
     return data
+
+
+def synthetic_images(n: int, image_size: int, seed: int, classes: int = 10) -> ImageTensors:
+    """Seeded random images and labels: for benchmarks and smoke runs that must not depend on data."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, image_size, image_size), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, classes, (n,), generator=generator)
+    return ImageTensors(images, labels, [f"class{i}" for i in range(classes)], (0.5, 0.5, 0.5), (0.29, 0.29, 0.29))
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:

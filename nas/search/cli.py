@@ -25,6 +25,7 @@ def search_task(cfg: DictConfig) -> float | None:
     summary = run_search(config, run_dir)
     print(f"\nderived genotype: {summary['genotype_text']}")
     print(f"final val accuracy: {summary['final_val_acc']:.4f}   wall time: {summary['wall_time_s']:.1f} s")
+    run_dir = Path(summary["run_dir"])  # a resumed run continues in its own directory
     print(f"run directory: {run_dir}")
     print(f"TensorBoard:   tensorboard --logdir {run_dir / 'tb'}")
     return summary["final_val_acc"]

@@ -15,11 +15,14 @@ import torch
 from torch import nn
 
 from nas import checkpoint
-from nas.config import SearchConfig, summary_of
+from nas.config import SearchConfig, search_config_from_dict, summary_of
 from nas.data import BatchCycle, build_search_data
 from nas.engine import (
     EpochTimer,
+    Interrupted,
     RunningMean,
+    StopSignals,
+    check_finite,
     prepare_run_dir,
     progress,
     rng_state,
@@ -35,7 +38,9 @@ from nas.ops import resolve_space
 from nas.search.algorithms import Batch, DartsAlgorithm
 from nas.search.architect import Architect
 from nas.search.derive import derive_genotype
+from nas.search.optimizers import make_optimizers
 from nas.search.supernet import Supernet
+from nas.search.weights import weight_step
 
 log = logging.getLogger("nas.search")
 CHECKPOINT_FORMAT = "nas-search/1"
@@ -52,7 +57,7 @@ def build_algorithm(cfg: SearchConfig) -> DartsAlgorithm:
 class SearchRun:
     """Everything one search holds: data, supernet, optimizers, algorithm, logger and progress."""
 
-    def __init__(self, cfg: SearchConfig, run_dir: str | Path):
+    def __init__(self, cfg: SearchConfig, run_dir: str | Path, resume_state: dict[str, Any] | None = None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         prepare_run_dir(self.run_dir, cfg.overwrite, cfg.resume)
@@ -78,25 +83,22 @@ class SearchRun:
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
-        o = cfg.optim
-        self.w_optimizer = torch.optim.SGD(self.model.weights(), lr=o.w_lr, momentum=o.w_momentum,
-                                           weight_decay=o.w_weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_optimizer, T_max=cfg.epochs,
-                                                                    eta_min=o.w_lr_min)
-        self.a_optimizer = torch.optim.Adam(self.model.alphas(), lr=o.alpha_lr, betas=tuple(o.alpha_betas),
-                                            weight_decay=o.alpha_weight_decay)
+        self.w_optimizer, self.scheduler, self.a_optimizer = make_optimizers(self.model, cfg.optim, cfg.epochs)
         self.architect = Architect(self.model, self.a_optimizer, self.w_optimizer, order=cfg.algorithm.order,
                                    fd_epsilon=cfg.algorithm.fd_epsilon)
         self.val_stream = BatchCycle(self.data.val)
         self.tb = TBLogger(self.run_dir / "tb")
         self.timer = EpochTimer()
         self.epoch = 0  # epochs completed
+        self.step_in_epoch = 0  # steps of the current epoch done (non-zero only mid-epoch)
+        self.epoch_loss, self.epoch_acc = RunningMean(), RunningMean()
         self.global_step = 0
+        self.signals = StopSignals()
         self.history: list[dict[str, float]] = []
         self.stop_reason: str | None = None
         self.algorithm.setup(self)
         if cfg.resume:
-            self.load_checkpoint(cfg.resume)
+            self.load_checkpoint(cfg.resume, resume_state)
 
     # -- the two updates of a step -------------------------------------------------------------
     @property
@@ -108,18 +110,11 @@ class SearchRun:
         return self.architect.step(train_batch, val_batch, self.weight_lr)
 
     def weight_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One SGD step of the weights at fixed alphas (their weights are detached: no alpha grads)."""
-        self.model.train()
-        x, y = batch
-        with torch.no_grad():
-            fixed = self.model.arch.edge_weights()
-        logits = self.model(x, fixed)
-        loss = nn.functional.cross_entropy(logits, y)
-        self.w_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.model.weights(), self.cfg.optim.grad_clip)
-        self.w_optimizer.step()
-        return {"loss/train": loss.detach(), "acc/train": (logits.argmax(1) == y).float().mean()}
+        return weight_step(self.model, self.w_optimizer, batch, self.cfg.optim.grad_clip)
+
+    def autocast(self) -> torch.autocast:
+        """bf16 autocast when ``amp=bf16`` (a win on recent GPUs, a loss on CPUs)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
 
     # -- evaluation and derivation --------------------------------------------------------------
     @torch.no_grad()
@@ -128,7 +123,8 @@ class SearchRun:
         self.model.eval()
         loss, acc = RunningMean(), RunningMean()
         for x, y in self.data.val_eval.batches(0):
-            logits = self.model(x)
+            with self.autocast():
+                logits = self.model(x).float()
             loss.update(nn.functional.cross_entropy(logits, y), len(y))
             acc.update((logits.argmax(1) == y).float().mean(), len(y))
         self.model.train()
@@ -146,23 +142,35 @@ class SearchRun:
         return min(steps, cap) if cap else steps
 
     def train_epoch(self) -> dict[str, float]:
-        train_loss, train_acc = RunningMean(), RunningMean()
+        """Train until the end of the current epoch, starting where a resumed run left off."""
         steps = self.steps_per_epoch()
-        batches = self.data.train.batches(self.epoch)
-        bar = progress(range(steps), steps, f"epoch {self.epoch + 1}/{self.cfg.epochs}", self.cfg.log.progress)
+        if self.step_in_epoch == 0:
+            self.epoch_loss, self.epoch_acc = RunningMean(), RunningMean()
+        batches = self.data.train.batches(self.epoch, start=self.step_in_epoch)
+        bar = progress(range(self.step_in_epoch, steps), steps - self.step_in_epoch,
+                       f"epoch {self.epoch + 1}/{self.cfg.epochs}", self.cfg.log.progress)
+        every = self.cfg.checkpoint.every_steps
         for _, train_batch in zip(bar, batches):
-            metrics = self.algorithm.step(self, train_batch, next(self.val_stream))
-            n = len(train_batch[1])
-            train_loss.update(metrics["loss/train"], n)
-            train_acc.update(metrics["acc/train"], n)
+            with self.autocast():
+                metrics = self.algorithm.step(self, train_batch, next(self.val_stream))
             self.global_step += 1
+            self.step_in_epoch += 1
+            check_finite(metrics, self.global_step, self.run_dir)
+            n = len(train_batch[1])
+            self.epoch_loss.update(metrics["loss/train"], n)
+            self.epoch_acc.update(metrics["acc/train"], n)
             if self.global_step % self.cfg.log.every_steps == 0:
                 self.log_step(metrics)
             if self.stop_reason is None:
                 self.stop_reason = self.algorithm.stop_reason(self)
+            if self.signals.received:
+                self.save_checkpoint()
+                raise Interrupted(self.signals.received, self.global_step, self.run_dir)
             if self.stop_reason is not None:
                 break
-        return {"loss/train": train_loss.mean, "acc/train": train_acc.mean}
+            if every and self.global_step % every == 0 and self.step_in_epoch < steps:
+                self.save_checkpoint()
+        return {"loss/train": self.epoch_loss.mean, "acc/train": self.epoch_acc.mean}
 
     def log_step(self, metrics: dict[str, torch.Tensor]) -> None:
         scalars = {k: float(v) for k, v in metrics.items()}
@@ -210,12 +218,14 @@ class SearchRun:
 
     def run(self) -> dict[str, Any]:
         genotype = self.genotype()
-        while self.epoch < self.cfg.epochs and self.stop_reason is None:
-            self.timer.start_epoch()
-            train_metrics = self.train_epoch()
-            self.scheduler.step()
-            self.epoch += 1
-            genotype = self.end_epoch(train_metrics, self.timer.end_epoch())
+        with self.signals:
+            while self.epoch < self.cfg.epochs and self.stop_reason is None:
+                self.timer.start_epoch()
+                train_metrics = self.train_epoch()
+                self.scheduler.step()
+                self.epoch += 1
+                self.step_in_epoch = 0
+                genotype = self.end_epoch(train_metrics, self.timer.end_epoch())
         summary = {
             "genotype": genotype.to_dict(),
             "genotype_text": genotype.to_text(),
@@ -225,6 +235,8 @@ class SearchRun:
             "wall_time_s": self.timer.wall_time,
             "epoch_times_s": self.timer.epoch_times,
             "steps": self.global_step,
+            "run_dir": str(self.run_dir),
+            "seed": self.cfg.seed,
             "stop_reason": self.stop_reason or "epoch limit",
             "history": self.history,
             "device": str(self.device),
@@ -248,6 +260,8 @@ class SearchRun:
             "algorithm": self.algorithm.state_dict(),
             "val_stream": self.val_stream.state_dict(),
             "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "epoch_means": [self.epoch_loss.state(), self.epoch_acc.state()],
             "global_step": self.global_step,
             "history": self.history,
             "epoch_times": self.timer.epoch_times,
@@ -256,10 +270,11 @@ class SearchRun:
         }
 
     def save_checkpoint(self) -> None:
-        checkpoint.save(self.run_dir / "checkpoints" / "last.pt", self.state_dict())
+        checkpoint.save_rotating(self.run_dir / "checkpoints", self.state_dict())
 
-    def load_checkpoint(self, path: str | Path) -> None:
-        state = checkpoint.load(path, map_location=self.device)
+    def load_checkpoint(self, path: str | Path, state: dict[str, Any] | None = None) -> None:
+        if state is None:
+            state = checkpoint.load(path, map_location=self.device)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path} is not a search checkpoint (format {state.get('format')!r})")
         try:
@@ -272,6 +287,9 @@ class SearchRun:
         self.algorithm.load_state_dict(state["algorithm"])
         self.val_stream.load_state_dict(state["val_stream"])
         self.epoch = state["epoch"]
+        self.step_in_epoch = state["step_in_epoch"]
+        self.epoch_loss.load_state(state["epoch_means"][0])
+        self.epoch_acc.load_state(state["epoch_means"][1])
         self.global_step = state["global_step"]
         self.history = list(state["history"])
         self.timer.epoch_times = list(state["epoch_times"])
@@ -280,5 +298,19 @@ class SearchRun:
 
 
 def run_search(cfg: SearchConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Run a whole search into ``run_dir``; returns what ``summary.json`` holds."""
-    return SearchRun(cfg, run_dir).run()
+    """Run a whole search into ``run_dir``; returns what ``summary.json`` holds.
+
+    With ``cfg.resume`` the saved run continues in its own directory, with its saved config: only
+    where it runs (``device``, ``threads``) and the progress bar come from ``cfg``.
+    """
+    if not cfg.resume:
+        return SearchRun(cfg, run_dir).run()
+    path = checkpoint.resolve(cfg.resume)
+    state = checkpoint.load(path)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a search checkpoint (format {state.get('format')!r})")
+    saved = search_config_from_dict(state["config"])
+    saved.resume, saved.device, saved.threads = str(path), cfg.device, cfg.threads
+    saved.log.progress = cfg.log.progress
+    saved_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return SearchRun(saved, saved_dir, resume_state=state).run()

@@ -1,0 +1,3 @@
+from nas.train.cli import main
+
+main()

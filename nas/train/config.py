@@ -1,0 +1,133 @@
+"""The structured config of ``nas-train`` and its start-up validation.
+
+It shares the ``data`` group (and its schema, ``nas.config.DataConfig``) with ``nas-search``, so
+``data=sample``, ``data=cifar10`` and ``data=imagefolder data.root=...`` mean the same in both
+commands; ``data.train_portion`` is a search setting and is ignored here. Every bad value fails with
+one ``ConfigError`` line (exit code 2) before any data is read or anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from nas.config import DataConfig, LogConfig, _check
+from nas.data.datasets import DATASETS
+from nas.errors import ConfigError
+
+
+@dataclass
+class TrainDataConfig(DataConfig):
+    workers: int | None = None  # DataLoader workers of ImageFolder data; None: min(8, CPU count)
+
+
+@dataclass
+class NetworkConfig:
+    name: str = "cifar"  # cifar | imagenet (DESIGN §6)
+    channels: int = 36
+    layers: int = 20
+    auxiliary: bool = True  # build the auxiliary head (its loss weight: aux_weight)
+    num_classes: int = 10  # classifier size when no data is read (profile_only); training uses the data's
+
+
+@dataclass
+class TrainOptimConfig:
+    lr: float = 0.025
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    schedule: str = "cosine"  # cosine (to lr_min over the epochs) | exponential (× gamma per epoch)
+    lr_min: float = 0.0
+    gamma: float = 0.97
+    grad_clip: float = 5.0
+
+
+@dataclass
+class AugmentConfig:
+    cutout: int = 16  # side of the square cut from each training image; 0: off
+    # ImageFolder data only:
+    color_jitter: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.4, 0.2])  # brightness contrast saturation hue
+    min_scale: float = 0.08  # smallest area share of RandomResizedCrop
+
+
+@dataclass
+class TrainConfig:
+    data: TrainDataConfig = field(default_factory=TrainDataConfig)
+    model: NetworkConfig = field(default_factory=NetworkConfig)
+    optim: TrainOptimConfig = field(default_factory=TrainOptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    genotype: str = "DARTS_V2"  # a published name, a genotype.json (or a search run dir), or DARTS text
+    aux_weight: float = 0.4
+    drop_path_prob: float = 0.2  # reached at the last epoch, ramped linearly from 0
+    label_smoothing: float = 0.0
+    seed: int = 0
+    epochs: int = 600
+    batch_size: int = 96
+    max_steps_per_epoch: int | None = None  # cap the steps of an epoch (smoke tests)
+    profile_only: bool = False  # print and record params / MACs, read no data, train nothing
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # torch CPU threads; None: torch's default
+    channels_last: bool = True
+    overwrite: bool = False
+    resume: str | None = None  # a run directory or a checkpoint to continue
+
+
+def register_train_configs() -> None:
+    """Make the schema known to Hydra (``train.yaml`` lists it first in its defaults)."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def validate_train(cfg: TrainConfig) -> None:
+    from nas.train.networks import check_image_size, network_spec
+
+    _check(cfg.epochs >= 1, f"epochs must be a positive integer, got {cfg.epochs}")
+    _check(cfg.batch_size >= 1, f"batch_size must be positive, got {cfg.batch_size}")
+    _check(cfg.max_steps_per_epoch is None or cfg.max_steps_per_epoch >= 1,
+           f"max_steps_per_epoch must be positive, got {cfg.max_steps_per_epoch}")
+    _check(cfg.threads is None or cfg.threads >= 1, f"threads must be positive, got {cfg.threads}")
+    d = cfg.data
+    _check(d.name in DATASETS, f"unknown data.name '{d.name}'; choose {', '.join(DATASETS)}")
+    _check(d.limit is None or d.limit >= 1, f"data.limit must be positive, got {d.limit}")
+    _check(d.workers is None or d.workers >= 0, f"data.workers must be >= 0, got {d.workers}")
+    m = cfg.model
+    network_spec(m.name)
+    _check(m.channels >= 2 and m.channels % 2 == 0, f"model.channels must be a positive even number, got {m.channels}")
+    _check(m.layers >= 1, f"model.layers must be positive, got {m.layers}")
+    _check(m.num_classes >= 1, f"model.num_classes must be positive, got {m.num_classes}")
+    _check(d.image_size >= 1, f"data.image_size must be positive, got {d.image_size}")
+    check_image_size(m.name, m.layers, m.auxiliary, d.image_size)
+    o = cfg.optim
+    _check(o.lr > 0, f"optim.lr must be positive, got {o.lr}")
+    _check(0 <= o.momentum < 1, f"optim.momentum must lie in [0, 1), got {o.momentum}")
+    _check(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+    _check(o.schedule in ("cosine", "exponential"), f"optim.schedule must be cosine or exponential, got '{o.schedule}'")
+    _check(0 <= o.lr_min <= o.lr, f"optim.lr_min must lie in [0, optim.lr], got {o.lr_min}")
+    _check(0 < o.gamma <= 1, f"optim.gamma must lie in (0, 1], got {o.gamma}")
+    _check(o.grad_clip > 0, f"optim.grad_clip must be positive, got {o.grad_clip}")
+    a = cfg.augment
+    _check(a.cutout >= 0, f"augment.cutout must be >= 0, got {a.cutout}")
+    jitter = list(a.color_jitter)
+    _check(jitter == [] or (len(jitter) == 4 and min(jitter) >= 0 and jitter[3] <= 0.5),
+           f"augment.color_jitter must be [] or 4 numbers >= 0 (brightness, contrast, saturation, hue <= 0.5), "
+           f"got {jitter}")
+    _check(0 < a.min_scale <= 1, f"augment.min_scale must lie in (0, 1], got {a.min_scale}")
+    _check(cfg.aux_weight >= 0, f"aux_weight must be >= 0, got {cfg.aux_weight}")
+    _check(0 <= cfg.drop_path_prob < 1, f"drop_path_prob must lie in [0, 1), got {cfg.drop_path_prob}")
+    _check(0 <= cfg.label_smoothing < 1, f"label_smoothing must lie in [0, 1), got {cfg.label_smoothing}")
+    _check(cfg.log.every_steps >= 1, f"log.every_steps must be positive, got {cfg.log.every_steps}")
+
+
+def to_train_config(cfg: DictConfig | TrainConfig) -> TrainConfig:
+    """The validated dataclass behind a composed config."""
+    if isinstance(cfg, DictConfig):
+        try:
+            obj: Any = OmegaConf.to_object(cfg)
+        except Exception as exc:  # OmegaConf raises several types for a bad value
+            raise ConfigError(f"invalid configuration: {str(exc).splitlines()[0]}") from None
+    else:
+        obj = cfg
+    validate_train(obj)
+    return obj

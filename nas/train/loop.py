@@ -1,0 +1,285 @@
+"""The retrain loop: a genotype's evaluation network trained from scratch, evaluated every epoch.
+
+``run_train(cfg, run_dir)`` is a plain function (the Hydra entry point only calls it), so tests and
+notebooks retrain without a command line. Each epoch writes ``checkpoints/last.pt`` (and
+``best.pt`` when the test top-1 improves) and TensorBoard scalars; the end of the run writes
+``summary.json`` with the accuracy, the network's size figures and the throughput.
+``profile_only`` stops after the size figures, before any data is read.
+
+Two schedules act per epoch and are pure functions of it: the learning rate (cosine to
+``lr_min``, or × ``gamma``) and the drop-path probability, ramped linearly from 0 so that the
+young network is not regularised before it has learnt anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas import checkpoint
+from nas.config import summary_of
+from nas.data.loader import derive_seed
+from nas.data.transforms import cutout
+from nas.engine import (
+    EpochTimer,
+    RunningMean,
+    prepare_run_dir,
+    progress,
+    rng_state,
+    seed_everything,
+    select_device,
+    set_rng_state,
+    write_json,
+)
+from nas.errors import CheckpointError
+from nas.genotype import Genotype
+from nas.genotype import load as load_genotype
+from nas.logging import TBLogger
+from nas.ops import OPS
+from nas.train.config import TrainConfig
+from nas.train.data import build_train_data
+from nas.train.networks import EvalNetwork, build_network
+from nas.train.profile import describe, profile
+
+log = logging.getLogger("nas.train")
+CHECKPOINT_FORMAT = "nas-train/1"
+_CUTOUT_STREAM = 0xC07  # the key of the cutout random stream, apart from the data order's
+
+
+def drop_path_prob(base: float, epoch: int, epochs: int) -> float:
+    """Probability during epoch ``epoch`` (0-based): 0 at the start, ``base`` after the last epoch."""
+    return base * epoch / epochs
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.optim.schedule == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.optim.gamma)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.optim.lr_min)
+
+
+def _network(cfg: TrainConfig, genotype: Genotype, num_classes: int, in_channels: int = 3) -> EvalNetwork:
+    m = cfg.model
+    return build_network(m.name, genotype, m.channels, m.layers, num_classes, m.auxiliary, in_channels)
+
+
+def _network_facts(cfg: TrainConfig, genotype: Genotype, num_classes: int, figures: dict[str, int]) -> dict[str, Any]:
+    """What ``summary.json`` says about the network, in a training run and in a profile alike."""
+    return {
+        **figures,
+        "model": cfg.model.name,
+        "channels": cfg.model.channels,
+        "layers": cfg.model.layers,
+        "num_classes": num_classes,
+        "image_size": cfg.data.image_size,
+        "genotype": genotype.to_dict(),
+        "genotype_text": genotype.to_text(),
+    }
+
+
+def profile_network(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Build the network with ``model.num_classes`` classes, record and print its size; read no data."""
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, cfg.overwrite, None)
+    genotype = load_genotype(cfg.genotype, OPS)
+    model = _network(cfg, genotype, cfg.model.num_classes)
+    figures = profile(model, cfg.data.image_size)
+    summary = {"profile_only": True, **_network_facts(cfg, genotype, cfg.model.num_classes, figures)}
+    write_json(run_dir / "summary.json", summary)
+    print(describe(figures, cfg.data.image_size))
+    return summary
+
+
+class TrainRun:
+    """Everything one retrain holds: genotype, data, network, optimizer, schedule, logger and progress."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        prepare_run_dir(self.run_dir, cfg.overwrite, cfg.resume)
+        self.genotype = load_genotype(cfg.genotype, OPS)
+        seed_everything(cfg.seed)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = select_device(cfg.device)
+        self.timer = EpochTimer()
+        self.data = build_train_data(cfg, self.device)
+        self.model = _network(cfg, self.genotype, self.data.num_classes, self.data.in_channels).to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.figures = profile(self.model, cfg.data.image_size, self.data.in_channels)
+        o = cfg.optim
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=o.lr, momentum=o.momentum,
+                                         weight_decay=o.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, cfg)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.tb = TBLogger(self.run_dir / "tb")
+        self.epoch = 0  # epochs completed
+        self.global_step = 0
+        self.history: list[dict[str, float]] = []
+        self.best_top1, self.best_epoch = -1.0, 0
+        self.train_images, self.train_seconds, self.previous_wall_time = 0, 0.0, 0.0
+        if cfg.resume:
+            self.load_checkpoint(cfg.resume)
+        log.info("%s, %d classes, %d training images", describe(self.figures, cfg.data.image_size),
+                 self.data.num_classes, self.data.train.num_images)
+
+    # -- one epoch ------------------------------------------------------------------------------
+    def steps_per_epoch(self) -> int:
+        steps = len(self.data.train)
+        cap = self.cfg.max_steps_per_epoch
+        return min(steps, cap) if cap else steps
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, drop_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step on the main loss plus ``aux_weight`` × the auxiliary loss; returns (loss, logits)."""
+        logits, aux_logits = self.model(x, drop_prob)
+        loss = self.criterion(logits, y)
+        if aux_logits is not None and self.cfg.aux_weight > 0:
+            loss = loss + self.cfg.aux_weight * self.criterion(aux_logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        return loss.detach(), logits.detach()
+
+    def train_epoch(self) -> dict[str, float]:
+        cfg = self.cfg
+        self.model.train()
+        drop_prob = drop_path_prob(cfg.drop_path_prob, self.epoch, cfg.epochs)
+        cutout_rng = torch.Generator().manual_seed(derive_seed(cfg.seed, self.epoch, _CUTOUT_STREAM))
+        loss_mean, acc_mean = RunningMean(), RunningMean()
+        steps = self.steps_per_epoch()
+        bar = progress(range(steps), steps, f"epoch {self.epoch + 1}/{cfg.epochs}", cfg.log.progress)
+        started, images = time.perf_counter(), 0
+        for _, (x, y) in zip(bar, self.data.train.batches(self.epoch)):
+            loss, logits = self.train_step(cutout(x, cfg.augment.cutout, cutout_rng), y, drop_prob)
+            acc = (logits.argmax(1) == y).float().mean()
+            loss_mean.update(loss, len(y))
+            acc_mean.update(acc, len(y))
+            images += len(y)
+            self.global_step += 1
+            if self.global_step % cfg.log.every_steps == 0:
+                self.tb.scalars({"loss/train": loss, "acc/train": acc}, self.global_step)
+        metrics = {"loss/train": loss_mean.mean, "acc/train": acc_mean.mean}  # reading them waits for the device
+        self.train_seconds += time.perf_counter() - started
+        self.train_images += images
+        return {**metrics, "drop_path": drop_prob}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Loss, top-1 and top-5 accuracy on the whole test split, unaugmented, in eval mode."""
+        self.model.eval()
+        loss, top1, top5 = RunningMean(), RunningMean(), RunningMean()
+        k = min(5, self.data.num_classes)
+        for x, y in self.data.test.batches(0):
+            logits, _ = self.model(x)
+            hits = logits.topk(k, dim=1).indices == y[:, None]
+            loss.update(nn.functional.cross_entropy(logits, y), len(y))
+            top1.update(hits[:, 0].float().mean(), len(y))
+            top5.update(hits.any(dim=1).float().mean(), len(y))
+        self.model.train()
+        return {"loss/test": loss.mean, "acc/top1": top1.mean, "acc/top5": top5.mean}
+
+    def end_epoch(self, train_metrics: dict[str, float], epoch_time: float) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
+        self.scheduler.step()
+        self.epoch += 1
+        metrics = {**train_metrics, **self.evaluate(), "lr": lr, "time/epoch_s": epoch_time}
+        self.history.append({"epoch": self.epoch, **metrics})
+        self.tb.scalars(metrics, self.global_step)
+        self.tb.flush()
+        improved = metrics["acc/top1"] > self.best_top1
+        if improved:
+            self.best_top1, self.best_epoch = metrics["acc/top1"], self.epoch
+        self.save_checkpoint(best=improved)
+        log.info("epoch %d/%d  train loss %.3f acc %.3f  test top1 %.4f top5 %.4f  lr %.4g  %.1fs", self.epoch,
+                 self.cfg.epochs, metrics["loss/train"], metrics["acc/train"], metrics["acc/top1"],
+                 metrics["acc/top5"], lr, epoch_time)
+
+    def run(self) -> dict[str, Any]:
+        if self.cfg.log.images and self.epoch == 0:
+            self.tb.genotype(self.genotype, 0)
+        while self.epoch < self.cfg.epochs:
+            self.timer.start_epoch()
+            train_metrics = self.train_epoch()
+            self.end_epoch(train_metrics, self.timer.end_epoch())
+        last = self.history[-1] if self.history else {}
+        summary = {
+            **_network_facts(self.cfg, self.genotype, self.data.num_classes, self.figures),
+            "top1": last.get("acc/top1"),
+            "top5": last.get("acc/top5"),
+            "best_top1": self.best_top1,
+            "best_epoch": self.best_epoch,
+            "epochs": self.epoch,
+            "steps": self.global_step,
+            "wall_time_s": self.previous_wall_time + self.timer.wall_time,
+            "images_per_s": self.train_images / self.train_seconds if self.train_seconds else None,
+            "epoch_times_s": self.timer.epoch_times,
+            "history": self.history,
+            "device": str(self.device),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        }
+        write_json(self.run_dir / "summary.json", summary)
+        self.tb.close()
+        return summary
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "genotype": self.genotype.to_dict(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "history": self.history,
+            "best_top1": self.best_top1,
+            "best_epoch": self.best_epoch,
+            "train_images": self.train_images,
+            "train_seconds": self.train_seconds,
+            "wall_time_s": self.previous_wall_time + self.timer.wall_time,
+            "epoch_times": self.timer.epoch_times,
+            "rng": rng_state(),
+            "config": summary_of(self.cfg),
+        }
+
+    def save_checkpoint(self, best: bool) -> None:
+        state = self.state_dict()
+        checkpoint.save(self.run_dir / "checkpoints" / "last.pt", state)
+        if best:
+            checkpoint.save(self.run_dir / "checkpoints" / "best.pt", state)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        state = checkpoint.load(path, map_location=self.device)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path} is not a retrain checkpoint (format {state.get('format')!r})")
+        if state.get("genotype") != self.genotype.to_dict():
+            raise CheckpointError(f"checkpoint {path} was trained with another genotype than genotype="
+                                  f"{self.cfg.genotype}; resume with the command line of that run")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path} does not fit this network: {str(exc).splitlines()[0]}") from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.global_step = state["epoch"], state["global_step"]
+        self.history = list(state["history"])
+        self.best_top1, self.best_epoch = state["best_top1"], state["best_epoch"]
+        self.train_images, self.train_seconds = state["train_images"], state["train_seconds"]
+        self.previous_wall_time = state["wall_time_s"]
+        self.timer.epoch_times = list(state["epoch_times"])
+        set_rng_state(state["rng"])
+        log.info("resumed from %s at epoch %d", path, self.epoch)
+
+
+def run_train(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Retrain into ``run_dir`` (or only profile the network); returns what ``summary.json`` holds."""
+    if cfg.profile_only:
+        return profile_network(cfg, run_dir)
+    return TrainRun(cfg, run_dir).run()

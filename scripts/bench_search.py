@@ -1,0 +1,175 @@
+"""Time one DARTS/ASAP search step on the DARTS search network and print JSON, one object per run.
+
+Protocol (the same as the reference figures in docs/performance.md): the search network with C=16,
+8 cells, 10 classes, 32 px; one timed step = the algorithm's own step (arch step on a validation
+batch + weight step with forward, backward, clip and SGD on a training batch; ASAP: weight step,
+then arch step and pruning check); random batches are made before timing, so data loading is
+excluded. Each configuration runs in a fresh process so that peak memory (max RSS on CPU, max
+allocated on CUDA) belongs to it alone.
+
+    python scripts/bench_search.py --algorithm darts_1st,darts_2nd --batch-size 16,64 --steps 5 --warmup 1
+    python scripts/bench_search.py --algorithm asap --pruned-fraction 0,0.5,0.85 --batch-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ALGORITHMS = {
+    "darts_1st": ["algorithm=darts_1st"],
+    "darts_2nd": ["algorithm=darts_2nd"],
+    # Below the grace temperature from the first step, with a threshold that never fires, so the
+    # timed step always includes the arch step and the pruning check.
+    "asap": ["algorithm=asap", "algorithm.t0=0.5", "algorithm.threshold=0.0"],
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--algorithm", default="darts_1st", help="comma-separated: " + ", ".join(ALGORITHMS))
+    p.add_argument("--batch-size", default="64", help="comma-separated batch sizes")
+    p.add_argument("--steps", type=int, default=5, help="timed steps")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--amp", default="none", choices=["none", "bf16"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the supernet's forward (experimental)")
+    p.add_argument("--pruned-fraction", default="0", help="asap: comma-separated fractions of ops pruned first")
+    p.add_argument("--channels", type=int, default=16)
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def prune_fraction(model, fraction: float, seed: int = 0) -> None:
+    """Remove ``fraction`` of each edge's ops at random (never the last), as ASAP would mid-search."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    for kind, mask in model.arch.alive().items():
+        ops = mask.shape[1]
+        drop = min(round(fraction * ops), ops - 1)
+        for edge in range(mask.shape[0]):
+            for op in torch.randperm(ops, generator=generator)[:drop].tolist():
+                model.arch.prune(kind, edge, op)
+
+
+def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction: float) -> dict:
+    import torch
+
+    from nas.config import SearchConfig, validate_search
+    from nas.search.loop import SearchRun
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = SearchConfig()
+    cfg.data.name = "synthetic"
+    cfg.batch_size = batch_size
+    cfg.epochs = 50
+    cfg.device = args.device
+    cfg.channels_last = args.channels_last
+    cfg.amp = args.amp
+    cfg.model.channels, cfg.model.layers = args.channels, args.layers
+    cfg.log.progress, cfg.log.images, cfg.log.every_steps = False, False, 10**9
+    for override in ALGORITHMS[algorithm]:
+        key, value = override.split("=")
+        if key == "algorithm":
+            cfg.algorithm.name, cfg.algorithm.order = ("asap", 1) if value == "asap" else ("darts", int(value[-3]))
+        else:
+            setattr(cfg.algorithm, key.split(".")[1], float(value))
+    validate_search(cfg)
+    with tempfile.TemporaryDirectory() as run_dir:
+        run = SearchRun(cfg, run_dir)
+        if fraction:
+            prune_fraction(run.model, fraction)
+        if args.compile:
+            run.model.forward = torch.compile(run.model.forward)
+        n = args.warmup + args.steps
+        needed = n * batch_size
+        if needed > run.data.train.num_images:
+            raise SystemExit(f"--steps/--warmup need {needed} images per half; synthetic data has "
+                             f"{run.data.train.num_images}")
+        train = list(itertools.islice(run.data.train.batches(0), n))
+        val = [next(run.val_stream) for _ in range(n)]
+        sync = torch.cuda.synchronize if run.device.type == "cuda" else (lambda: None)
+        if run.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        times = []
+        for i in range(n):
+            sync()
+            start = time.perf_counter()
+            with run.autocast():
+                run.algorithm.step(run, train[i], val[i])
+            sync()
+            if i >= args.warmup:
+                times.append(time.perf_counter() - start)
+            run.global_step += 1
+        ops_alive = run.model.arch.ops_alive()
+        if run.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    step = statistics.median(times)
+    return {
+        "algorithm": algorithm, "batch_size": batch_size, "device": args.device, "step_s": round(step, 4),
+        "step_s_iqr": round(q[2] - q[0], 4), "images_per_s": round(batch_size / step, 2),
+        "peak_mem_mib": round(peak, 1), "pruned_fraction": fraction,
+        "ops_alive": ops_alive["normal"] + ops_alive["reduce"], "channels_last": args.channels_last,
+        "amp": args.amp, "compile": args.compile, "steps": args.steps, "warmup": args.warmup,
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    algorithms = args.algorithm.split(",")
+    unknown = [a for a in algorithms if a not in ALGORITHMS]
+    if unknown:
+        raise SystemExit(f"unknown algorithm(s) {unknown}; choose from {', '.join(ALGORITHMS)}")
+    batches = [int(b) for b in args.batch_size.split(",")]
+    fractions = [float(f) for f in args.pruned_fraction.split(",")]
+    if args.child:
+        print(json.dumps(run_one(args, algorithms[0], batches[0], fractions[0])), flush=True)
+        return
+    for algorithm, batch, fraction in itertools.product(algorithms, batches, fractions):
+        if fraction and algorithm != "asap":
+            continue
+        child = [a for a in (argv if argv is not None else sys.argv[1:])]
+        child = _replace(child, "--algorithm", algorithm)
+        child = _replace(child, "--batch-size", str(batch))
+        child = _replace(child, "--pruned-fraction", str(fraction))
+        result = subprocess.run([sys.executable, __file__, *child, "--child"], capture_output=True, text=True)
+        if result.returncode:
+            print(json.dumps({"algorithm": algorithm, "batch_size": batch, "error": result.stderr.strip()[-500:]}))
+        else:
+            print(result.stdout.strip().splitlines()[-1], flush=True)
+
+
+def _replace(argv: list[str], flag: str, value: str) -> list[str]:
+    """argv with ``flag`` set to ``value`` (in either ``--flag v`` or ``--flag=v`` form)."""
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg == flag:
+            skip = i + 1 < len(argv)
+            continue
+        if arg.startswith(flag + "="):
+            continue
+        out.append(arg)
+    return [*out, flag, value]
+
+
+if __name__ == "__main__":
+    main()
