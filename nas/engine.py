@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from nas import checkpoint
 from nas.checkpoint import atomic_write_text
-from nas.errors import ConfigError, UserError
+from nas.errors import CheckpointError, ConfigError, UserError
 
 log = logging.getLogger("nas")
 
@@ -36,6 +37,20 @@ def prepare_run_dir(run_dir: Path, overwrite: bool, resume: str | None) -> None:
     if existing:
         raise ConfigError(f"run directory {run_dir} already holds results ({', '.join(existing)}); "
                           "pass resume=<run dir> to continue it or overwrite=true to replace it")
+
+
+def resume_point(resume: str, fmt: str, kind: str) -> tuple[Path, dict[str, Any], Path]:
+    """(checkpoint file, its state, its run directory) for ``resume=`` (a file or a run directory).
+
+    The state must be a ``kind`` checkpoint of format ``fmt``. The run directory is returned because
+    a resumed run continues in its own directory: one run, one directory, however often resumed.
+    """
+    path = checkpoint.resolve(resume)
+    state = checkpoint.load(path)
+    if state.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a {kind} checkpoint (format {state.get('format')!r})")
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return path, state, run_dir
 
 
 def seed_everything(seed: int) -> None:

@@ -7,9 +7,11 @@ trains. ``FolderBatches`` offers the same face as ``TensorBatches`` (``batches(e
 normalised ``(x, y)`` on the device, ``len()`` = batches per epoch), so the train loop does not
 care which path feeds it.
 
-Why one DataLoader per epoch: its sampler and its workers' seeds then come from a generator seeded
-by ``(seed, epoch)`` alone, so the order and the augmentation of an epoch are the same whether or
-not the run was resumed before it.
+Why the order and the random numbers are made here and not by the DataLoader: a run resumed in the
+middle of an epoch must see exactly the batches it would have seen without the interruption. The
+order of epoch ``e`` is a permutation seeded by ``(seed, e)``, and each image's augmentation draws
+from a torch seed made of that epoch seed and the image's index, so neither depends on which worker
+decodes the image, how many workers there are, or where in the epoch the run started.
 """
 
 from __future__ import annotations
@@ -61,6 +63,24 @@ def _last_line(err: Exception) -> str:
     return last[len(prefix):] if last.startswith(prefix) else last
 
 
+class _SeededEpoch(Dataset):
+    """One epoch's view of a dataset: image ``i`` is transformed under its own torch seed.
+
+    ``fork_rng`` keeps the caller's random state untouched when there are no worker processes.
+    """
+
+    def __init__(self, dataset: FolderDataset, epoch_seed: int):
+        self.dataset, self.epoch_seed = dataset, epoch_seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.epoch_seed ^ (index * 0x9E3779B97F4A7C15)) % 2**63)
+            return self.dataset[index]
+
+
 class FolderBatches:
     def __init__(self, dataset: FolderDataset, batch_size: int, shuffle: bool, drop_last: bool, seed: int,
                  workers: int, device: str | torch.device = "cpu", channels_last: bool = False,
@@ -77,16 +97,29 @@ class FolderBatches:
         return len(self.dataset)
 
     def __len__(self) -> int:
+        """Batches per epoch."""
         full, rest = divmod(self.num_images, self.batch_size)
         return full if self.drop_last or rest == 0 else full + 1
 
-    def batches(self, epoch: int) -> Iterator[Batch]:
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """Yield the batches of ``epoch``, skipping the first ``start`` of them (for exact resume)."""
+        if not 0 <= start <= len(self):
+            raise DataError(f"start must be between 0 and {len(self)} batches, got {start}")
+        epoch_seed = derive_seed(self.seed, epoch)
+        n = self.num_images
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed))
+        else:
+            order = torch.arange(n)
+        indices = order[start * self.batch_size : len(self) * self.batch_size]  # without drop_last's tail
         loader = DataLoader(
-            self.dataset, batch_size=self.batch_size, shuffle=self.shuffle, drop_last=self.drop_last,
-            num_workers=self.workers, generator=generator, pin_memory=self.device.type == "cuda",
+            _SeededEpoch(self.dataset, epoch_seed), batch_size=self.batch_size, sampler=indices.tolist(),
+            num_workers=self.workers, pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if self.workers else None,
         )
+        return self._generate(loader)
+
+    def _generate(self, loader: DataLoader) -> Iterator[Batch]:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         try:
             for x, y in loader:

@@ -30,6 +30,7 @@ def train_task(cfg: DictConfig) -> float | None:
           f"at epoch {summary['best_epoch']})")
     print(f"params {summary['params']:,}   MACs {summary['macs'] / 1e6:.2f} M   "
           f"{summary['images_per_s']:.1f} images/s   wall time {summary['wall_time_s']:.1f} s")
+    run_dir = Path(summary["run_dir"])  # a resumed run continues in its own directory
     print(f"run directory: {run_dir}")
     print(f"TensorBoard:   tensorboard --logdir {run_dir / 'tb'}")
     return summary["top1"]

@@ -14,7 +14,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from nas.config import DataConfig, LogConfig, _check
+from nas.config import CheckpointConfig, DataConfig, LogConfig, _check
 from nas.data.datasets import DATASETS
 from nas.errors import ConfigError
 
@@ -59,6 +59,7 @@ class TrainConfig:
     optim: TrainOptimConfig = field(default_factory=TrainOptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     genotype: str = "DARTS_V2"  # a published name, a genotype.json (or a search run dir), or DARTS text
     aux_weight: float = 0.4
     drop_path_prob: float = 0.2  # reached at the last epoch, ramped linearly from 0
@@ -72,7 +73,7 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads; None: torch's default
     channels_last: bool = True
     overwrite: bool = False
-    resume: str | None = None  # a run directory or a checkpoint to continue
+    resume: str | None = None  # a run directory or a checkpoint: that run continues, with its saved config
 
 
 def register_train_configs() -> None:
@@ -118,6 +119,7 @@ def validate_train(cfg: TrainConfig) -> None:
     _check(0 <= cfg.drop_path_prob < 1, f"drop_path_prob must lie in [0, 1), got {cfg.drop_path_prob}")
     _check(0 <= cfg.label_smoothing < 1, f"label_smoothing must lie in [0, 1), got {cfg.label_smoothing}")
     _check(cfg.log.every_steps >= 1, f"log.every_steps must be positive, got {cfg.log.every_steps}")
+    _check(cfg.checkpoint.every_steps >= 0, f"checkpoint.every_steps must be >= 0, got {cfg.checkpoint.every_steps}")
 
 
 def to_train_config(cfg: DictConfig | TrainConfig) -> TrainConfig:
@@ -131,3 +133,12 @@ def to_train_config(cfg: DictConfig | TrainConfig) -> TrainConfig:
         obj = cfg
     validate_train(obj)
     return obj
+
+
+def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """A validated config from the plain dict a checkpoint stores."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), data)
+    except Exception as exc:  # OmegaConf raises several types for a key or value that does not fit
+        raise ConfigError(f"saved config does not fit this version of nas: {str(exc).splitlines()[0]}") from None
+    return to_train_config(merged)

@@ -6,6 +6,11 @@ notebooks retrain without a command line. Each epoch writes ``checkpoints/last.p
 ``summary.json`` with the accuracy, the network's size figures and the throughput.
 ``profile_only`` stops after the size figures, before any data is read.
 
+Long runs behave like the search's: SIGTERM/SIGINT checkpoint and stop after the current step, a
+NaN loss stops the run before a checkpoint could save it, and ``resume=<run dir>`` continues the
+run in its own directory with its saved config, from the exact step where it stopped (the data
+order, the augmentations and the drop-path masks all replay from seeded streams).
+
 Two schedules act per epoch and are pure functions of it: the learning rate (cosine to
 ``lr_min``, or × ``gamma``) and the drop-path probability, ramped linearly from 0 so that the
 young network is not regularised before it has learnt anything.
@@ -27,9 +32,13 @@ from nas.data.loader import derive_seed
 from nas.data.transforms import cutout
 from nas.engine import (
     EpochTimer,
+    Interrupted,
     RunningMean,
+    StopSignals,
+    check_finite,
     prepare_run_dir,
     progress,
+    resume_point,
     rng_state,
     seed_everything,
     select_device,
@@ -37,11 +46,11 @@ from nas.engine import (
     write_json,
 )
 from nas.errors import CheckpointError
-from nas.genotype import Genotype
+from nas.genotype import Genotype, from_mapping
 from nas.genotype import load as load_genotype
 from nas.logging import TBLogger
 from nas.ops import OPS
-from nas.train.config import TrainConfig
+from nas.train.config import TrainConfig, train_config_from_dict
 from nas.train.data import build_train_data
 from nas.train.networks import EvalNetwork, build_network
 from nas.train.profile import describe, profile
@@ -97,11 +106,13 @@ def profile_network(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
 class TrainRun:
     """Everything one retrain holds: genotype, data, network, optimizer, schedule, logger and progress."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: str | Path):
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume_state: dict[str, Any] | None = None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         prepare_run_dir(self.run_dir, cfg.overwrite, cfg.resume)
-        self.genotype = load_genotype(cfg.genotype, OPS)
+        # A resumed run trains the cell it started with, even if its genotype file changed since.
+        self.genotype = (from_mapping(resume_state["genotype"], OPS) if resume_state
+                         else load_genotype(cfg.genotype, OPS))
         seed_everything(cfg.seed)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -118,13 +129,16 @@ class TrainRun:
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.tb = TBLogger(self.run_dir / "tb")
+        self.signals = StopSignals()
         self.epoch = 0  # epochs completed
+        self.step_in_epoch = 0  # steps of the current epoch done (non-zero only mid-epoch)
+        self.epoch_loss, self.epoch_acc = RunningMean(), RunningMean()
         self.global_step = 0
         self.history: list[dict[str, float]] = []
         self.best_top1, self.best_epoch = -1.0, 0
         self.train_images, self.train_seconds, self.previous_wall_time = 0, 0.0, 0.0
-        if cfg.resume:
-            self.load_checkpoint(cfg.resume)
+        if resume_state is not None:
+            self.load_state_dict(resume_state, cfg.resume)
         log.info("%s, %d classes, %d training images", describe(self.figures, cfg.data.image_size),
                  self.data.num_classes, self.data.train.num_images)
 
@@ -135,7 +149,7 @@ class TrainRun:
         return min(steps, cap) if cap else steps
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, drop_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """One SGD step on the main loss plus ``aux_weight`` × the auxiliary loss; returns (loss, logits)."""
+        """One SGD step on the main loss plus ``aux_weight`` × the auxiliary loss; returns (loss, accuracy)."""
         logits, aux_logits = self.model(x, drop_prob)
         loss = self.criterion(logits, y)
         if aux_logits is not None and self.cfg.aux_weight > 0:
@@ -144,30 +158,48 @@ class TrainRun:
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
         self.optimizer.step()
-        return loss.detach(), logits.detach()
+        return loss.detach(), (logits.detach().argmax(1) == y).float().mean()
+
+    def cutout_rng(self) -> torch.Generator:
+        """The generator of the cutout squares of the next step: seeded by (seed, epoch, step) alone."""
+        return torch.Generator().manual_seed(derive_seed(self.cfg.seed, _CUTOUT_STREAM, self.epoch,
+                                                         self.step_in_epoch))
 
     def train_epoch(self) -> dict[str, float]:
+        """Train until the end of the current epoch, starting where a resumed run left off."""
         cfg = self.cfg
+        steps = self.steps_per_epoch()
+        if self.step_in_epoch == 0:
+            self.epoch_loss, self.epoch_acc = RunningMean(), RunningMean()
         self.model.train()
         drop_prob = drop_path_prob(cfg.drop_path_prob, self.epoch, cfg.epochs)
-        cutout_rng = torch.Generator().manual_seed(derive_seed(cfg.seed, self.epoch, _CUTOUT_STREAM))
-        loss_mean, acc_mean = RunningMean(), RunningMean()
-        steps = self.steps_per_epoch()
-        bar = progress(range(steps), steps, f"epoch {self.epoch + 1}/{cfg.epochs}", cfg.log.progress)
-        started, images = time.perf_counter(), 0
-        for _, (x, y) in zip(bar, self.data.train.batches(self.epoch)):
-            loss, logits = self.train_step(cutout(x, cfg.augment.cutout, cutout_rng), y, drop_prob)
-            acc = (logits.argmax(1) == y).float().mean()
-            loss_mean.update(loss, len(y))
-            acc_mean.update(acc, len(y))
-            images += len(y)
+        batches = self.data.train.batches(self.epoch, start=self.step_in_epoch)
+        bar = progress(range(self.step_in_epoch, steps), steps - self.step_in_epoch,
+                       f"epoch {self.epoch + 1}/{cfg.epochs}", cfg.log.progress)
+        every = cfg.checkpoint.every_steps
+        last = time.perf_counter()
+        for _, (x, y) in zip(bar, batches):
+            if cfg.augment.cutout:
+                x = cutout(x, cfg.augment.cutout, self.cutout_rng())
+            loss, acc = self.train_step(x, y, drop_prob)
             self.global_step += 1
+            self.step_in_epoch += 1
+            check_finite({"loss/train": loss}, self.global_step, self.run_dir)  # waits for the device
+            self.epoch_loss.update(loss, len(y))
+            self.epoch_acc.update(acc, len(y))
+            now = time.perf_counter()
+            self.train_seconds += now - last
+            self.train_images += len(y)
+            last = now
             if self.global_step % cfg.log.every_steps == 0:
                 self.tb.scalars({"loss/train": loss, "acc/train": acc}, self.global_step)
-        metrics = {"loss/train": loss_mean.mean, "acc/train": acc_mean.mean}  # reading them waits for the device
-        self.train_seconds += time.perf_counter() - started
-        self.train_images += images
-        return {**metrics, "drop_path": drop_prob}
+            if self.signals.received:
+                self.save_checkpoint()
+                raise Interrupted(self.signals.received, self.global_step, self.run_dir)
+            if every and self.global_step % every == 0 and self.step_in_epoch < steps:
+                self.save_checkpoint()
+                last = time.perf_counter()  # writing checkpoints is not training time
+        return {"loss/train": self.epoch_loss.mean, "acc/train": self.epoch_acc.mean, "drop_path": drop_prob}
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -188,6 +220,7 @@ class TrainRun:
         lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
         self.scheduler.step()
         self.epoch += 1
+        self.step_in_epoch = 0
         metrics = {**train_metrics, **self.evaluate(), "lr": lr, "time/epoch_s": epoch_time}
         self.history.append({"epoch": self.epoch, **metrics})
         self.tb.scalars(metrics, self.global_step)
@@ -201,12 +234,13 @@ class TrainRun:
                  metrics["acc/top5"], lr, epoch_time)
 
     def run(self) -> dict[str, Any]:
-        if self.cfg.log.images and self.epoch == 0:
+        if self.cfg.log.images and self.global_step == 0:
             self.tb.genotype(self.genotype, 0)
-        while self.epoch < self.cfg.epochs:
-            self.timer.start_epoch()
-            train_metrics = self.train_epoch()
-            self.end_epoch(train_metrics, self.timer.end_epoch())
+        with self.signals:
+            while self.epoch < self.cfg.epochs:
+                self.timer.start_epoch()
+                train_metrics = self.train_epoch()
+                self.end_epoch(train_metrics, self.timer.end_epoch())
         last = self.history[-1] if self.history else {}
         summary = {
             **_network_facts(self.cfg, self.genotype, self.data.num_classes, self.figures),
@@ -219,6 +253,8 @@ class TrainRun:
             "wall_time_s": self.previous_wall_time + self.timer.wall_time,
             "images_per_s": self.train_images / self.train_seconds if self.train_seconds else None,
             "epoch_times_s": self.timer.epoch_times,
+            "run_dir": str(self.run_dir),
+            "seed": self.cfg.seed,
             "history": self.history,
             "device": str(self.device),
             "torch": torch.__version__,
@@ -237,6 +273,8 @@ class TrainRun:
             "scheduler": self.scheduler.state_dict(),
             "genotype": self.genotype.to_dict(),
             "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "epoch_means": [self.epoch_loss.state(), self.epoch_acc.state()],
             "global_step": self.global_step,
             "history": self.history,
             "best_top1": self.best_top1,
@@ -249,37 +287,44 @@ class TrainRun:
             "config": summary_of(self.cfg),
         }
 
-    def save_checkpoint(self, best: bool) -> None:
+    def save_checkpoint(self, best: bool = False) -> None:
+        """``last.pt`` (the one before kept as ``previous.pt``); ``best.pt`` too when the test top-1 improved."""
         state = self.state_dict()
-        checkpoint.save(self.run_dir / "checkpoints" / "last.pt", state)
+        checkpoint.save_rotating(self.run_dir / "checkpoints", state)
         if best:
             checkpoint.save(self.run_dir / "checkpoints" / "best.pt", state)
 
-    def load_checkpoint(self, path: str | Path) -> None:
-        state = checkpoint.load(path, map_location=self.device)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path} is not a retrain checkpoint (format {state.get('format')!r})")
-        if state.get("genotype") != self.genotype.to_dict():
-            raise CheckpointError(f"checkpoint {path} was trained with another genotype than genotype="
-                                  f"{self.cfg.genotype}; resume with the command line of that run")
+    def load_state_dict(self, state: dict[str, Any], path: str | Path | None) -> None:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {path} does not fit this network: {str(exc).splitlines()[0]}") from None
         self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch, self.global_step = state["epoch"], state["global_step"]
+        self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+        self.epoch_loss.load_state(state["epoch_means"][0])
+        self.epoch_acc.load_state(state["epoch_means"][1])
         self.history = list(state["history"])
         self.best_top1, self.best_epoch = state["best_top1"], state["best_epoch"]
         self.train_images, self.train_seconds = state["train_images"], state["train_seconds"]
         self.previous_wall_time = state["wall_time_s"]
         self.timer.epoch_times = list(state["epoch_times"])
         set_rng_state(state["rng"])
-        log.info("resumed from %s at epoch %d", path, self.epoch)
+        log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.global_step)
 
 
 def run_train(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Retrain into ``run_dir`` (or only profile the network); returns what ``summary.json`` holds."""
+    """Retrain into ``run_dir`` (or only profile the network); returns what ``summary.json`` holds.
+
+    With ``cfg.resume`` the saved run continues in its own directory, with its saved config: only
+    where it runs (``device``, ``threads``) and the progress bar come from ``cfg``.
+    """
     if cfg.profile_only:
         return profile_network(cfg, run_dir)
-    return TrainRun(cfg, run_dir).run()
+    if not cfg.resume:
+        return TrainRun(cfg, run_dir).run()
+    path, state, saved_dir = resume_point(cfg.resume, CHECKPOINT_FORMAT, "retrain")
+    saved = train_config_from_dict(state["config"])
+    saved.resume, saved.device, saved.threads = str(path), cfg.device, cfg.threads
+    saved.log.progress = cfg.log.progress
+    return TrainRun(saved, saved_dir, resume_state=state).run()
