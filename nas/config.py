@@ -8,6 +8,7 @@ is loaded or any output is written.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,7 +114,8 @@ def register_configs() -> None:
     cs.store(name="search_schema", node=SearchConfig)
 
 
-def _check(ok: bool, message: str) -> None:
+def check(ok: bool, message: str) -> None:
+    """Raise a one-line ``ConfigError`` unless ``ok``."""
     if not ok:
         raise ConfigError(message)
 
@@ -122,45 +124,45 @@ def validate_search(cfg: SearchConfig) -> None:
     from nas.ops import resolve_space
     from nas.search.derive import check_k
 
-    _check(cfg.epochs >= 1, f"epochs must be a positive integer, got {cfg.epochs}")
-    _check(cfg.batch_size >= 1, f"batch_size must be positive, got {cfg.batch_size}")
-    _check(cfg.max_steps_per_epoch is None or cfg.max_steps_per_epoch >= 1,
+    check(cfg.epochs >= 1, f"epochs must be a positive integer, got {cfg.epochs}")
+    check(cfg.batch_size >= 1, f"batch_size must be positive, got {cfg.batch_size}")
+    check(cfg.max_steps_per_epoch is None or cfg.max_steps_per_epoch >= 1,
            f"max_steps_per_epoch must be positive, got {cfg.max_steps_per_epoch}")
-    _check(0.0 < cfg.data.train_portion < 1.0,
+    check(0.0 < cfg.data.train_portion < 1.0,
            f"data.train_portion must lie in (0, 1), got {cfg.data.train_portion}")
-    _check(cfg.data.name in DATASETS, f"unknown data.name '{cfg.data.name}'; choose one of {', '.join(DATASETS)}")
-    _check(cfg.data.image_size >= 8, f"data.image_size must be at least 8, got {cfg.data.image_size}")
-    _check(cfg.data.limit is None or cfg.data.limit >= 2, f"data.limit must be at least 2, got {cfg.data.limit}")
+    check(cfg.data.name in DATASETS, f"unknown data.name '{cfg.data.name}'; choose one of {', '.join(DATASETS)}")
+    check(cfg.data.image_size >= 8, f"data.image_size must be at least 8, got {cfg.data.image_size}")
+    check(cfg.data.limit is None or cfg.data.limit >= 2, f"data.limit must be at least 2, got {cfg.data.limit}")
     resolve_space(cfg.space.name, cfg.space.ops)
     m = cfg.model
-    _check(m.channels >= 2 and m.channels % 2 == 0, f"model.channels must be a positive even number, got {m.channels}")
-    _check(m.layers >= 1, f"model.layers must be positive, got {m.layers}")
-    _check(m.nodes >= 1, f"model.nodes must be positive, got {m.nodes}")
+    check(m.channels >= 2 and m.channels % 2 == 0, f"model.channels must be a positive even number, got {m.channels}")
+    check(m.layers >= 1, f"model.layers must be positive, got {m.layers}")
+    check(m.nodes >= 1, f"model.nodes must be positive, got {m.nodes}")
     a = cfg.algorithm
-    _check(a.name in ("darts", "asap"), f"unknown algorithm.name '{a.name}'; choose darts or asap")
-    _check(a.order in (1, 2), f"algorithm.order must be 1 or 2, got {a.order}")
-    _check(a.fd_epsilon > 0, f"algorithm.fd_epsilon must be positive, got {a.fd_epsilon}")
-    _check(a.t0 > 0, f"algorithm.t0 must be positive, got {a.t0}")
-    _check(0 < a.beta <= 1, f"algorithm.beta must lie in (0, 1], got {a.beta}")
-    _check(a.threshold is None or 0 <= a.threshold < 1, f"algorithm.threshold must lie in [0, 1), got {a.threshold}")
-    _check(a.threshold_gamma > 0, f"algorithm.threshold_gamma must be positive, got {a.threshold_gamma}")
-    _check(a.grace_temperature > 0, f"algorithm.grace_temperature must be positive, got {a.grace_temperature}")
-    _check(a.schedule_unit in ("step", "epoch"),
+    check(a.name in ("darts", "asap"), f"unknown algorithm.name '{a.name}'; choose darts or asap")
+    check(a.order in (1, 2), f"algorithm.order must be 1 or 2, got {a.order}")
+    check(a.fd_epsilon > 0, f"algorithm.fd_epsilon must be positive, got {a.fd_epsilon}")
+    check(a.t0 > 0, f"algorithm.t0 must be positive, got {a.t0}")
+    check(0 < a.beta <= 1, f"algorithm.beta must lie in (0, 1], got {a.beta}")
+    check(a.threshold is None or 0 <= a.threshold < 1, f"algorithm.threshold must lie in [0, 1), got {a.threshold}")
+    check(a.threshold_gamma > 0, f"algorithm.threshold_gamma must be positive, got {a.threshold_gamma}")
+    check(a.grace_temperature > 0, f"algorithm.grace_temperature must be positive, got {a.grace_temperature}")
+    check(a.schedule_unit in ("step", "epoch"),
            f"algorithm.schedule_unit must be step or epoch, got '{a.schedule_unit}'")
     o = cfg.optim
-    _check(o.w_lr > 0 and o.alpha_lr > 0, "optim.w_lr and optim.alpha_lr must be positive")
-    _check(0 <= o.w_lr_min <= o.w_lr, f"optim.w_lr_min must lie in [0, w_lr], got {o.w_lr_min}")
-    _check(o.grad_clip > 0, f"optim.grad_clip must be positive, got {o.grad_clip}")
-    _check(len(o.alpha_betas) == 2 and all(0 <= b < 1 for b in o.alpha_betas),
+    check(o.w_lr > 0 and o.alpha_lr > 0, "optim.w_lr and optim.alpha_lr must be positive")
+    check(0 <= o.w_lr_min <= o.w_lr, f"optim.w_lr_min must lie in [0, w_lr], got {o.w_lr_min}")
+    check(o.grad_clip > 0, f"optim.grad_clip must be positive, got {o.grad_clip}")
+    check(len(o.alpha_betas) == 2 and all(0 <= b < 1 for b in o.alpha_betas),
            f"optim.alpha_betas must be two numbers in [0, 1), got {list(o.alpha_betas)}")
-    _check(cfg.amp in ("none", "bf16"), f"amp must be none or bf16, got '{cfg.amp}'")
+    check(cfg.amp in ("none", "bf16"), f"amp must be none or bf16, got '{cfg.amp}'")
     check_k(cfg.derive.k)
-    _check(cfg.checkpoint.every_steps >= 0, f"checkpoint.every_steps must be >= 0, got {cfg.checkpoint.every_steps}")
-    _check(cfg.log.every_steps >= 1, f"log.every_steps must be positive, got {cfg.log.every_steps}")
+    check(cfg.checkpoint.every_steps >= 0, f"checkpoint.every_steps must be >= 0, got {cfg.checkpoint.every_steps}")
+    check(cfg.log.every_steps >= 1, f"log.every_steps must be positive, got {cfg.log.every_steps}")
 
 
-def to_search_config(cfg: DictConfig | SearchConfig) -> SearchConfig:
-    """The validated dataclass behind a composed config."""
+def to_validated(cfg: Any, validate: Callable[[Any], None]) -> Any:
+    """The validated dataclass behind a composed config (or the dataclass itself)."""
     if isinstance(cfg, DictConfig):
         try:
             obj: Any = OmegaConf.to_object(cfg)
@@ -168,17 +170,25 @@ def to_search_config(cfg: DictConfig | SearchConfig) -> SearchConfig:
             raise ConfigError(f"invalid configuration: {str(exc).splitlines()[0]}") from None
     else:
         obj = cfg
-    validate_search(obj)
+    validate(obj)
     return obj
 
 
-def search_config_from_dict(data: dict[str, Any]) -> SearchConfig:
+def from_saved_dict(schema: type, data: dict[str, Any], validate: Callable[[Any], None]) -> Any:
     """A validated config from the plain dict a checkpoint or ``genotype.json`` stores."""
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(SearchConfig), data)
+        merged = OmegaConf.merge(OmegaConf.structured(schema), data)
     except Exception as exc:  # OmegaConf raises several types for a key or value that does not fit
         raise ConfigError(f"saved config does not fit this version of nas: {str(exc).splitlines()[0]}") from None
-    return to_search_config(merged)
+    return to_validated(merged, validate)
+
+
+def to_search_config(cfg: DictConfig | SearchConfig) -> SearchConfig:
+    return to_validated(cfg, validate_search)
+
+
+def search_config_from_dict(data: dict[str, Any]) -> SearchConfig:
+    return from_saved_dict(SearchConfig, data, validate_search)
 
 
 def summary_of(cfg: Any) -> dict[str, Any]:

@@ -159,12 +159,13 @@ class NonFiniteLoss(UserError):
     pass
 
 
-def check_finite(metrics: dict[str, Any], step: int, run_dir: Path) -> None:
+def check_finite(metrics: dict[str, Any], step: int, run_dir: Path,
+                 hint: str = "try a lower learning rate") -> None:
     """Stop at the first NaN/inf loss, before a checkpoint could save the damaged weights."""
     for name, value in metrics.items():
         if name.startswith("loss") and not math.isfinite(float(value)):
             raise NonFiniteLoss(f"{name} became {float(value)} at step {step}; stopping. The last good checkpoint "
-                                f"in {run_dir / 'checkpoints'} is intact (try a lower optim.w_lr or optim.alpha_lr)")
+                                f"in {run_dir / 'checkpoints'} is intact ({hint})")
 
 
 def progress(iterable: Iterable[int], total: int, desc: str, enabled: bool) -> Iterator[int]:

@@ -141,7 +141,7 @@ def _load_cifar(name: str, root: str, split: str, download: bool) -> ImageTensor
     return ImageTensors(images, labels, list(dataset.classes), mean, std)
 
 
-def _split_dir(root: Path, split: str) -> Path:
+def split_dir(root: Path, split: str) -> Path:
     """Pick the folder of a split: ``root/train`` (or ``root`` itself) for train, ``root/val|test`` otherwise."""
     if not root.is_dir():
         raise DataError(f"image folder not found: {str(root)!r}")
@@ -158,7 +158,7 @@ def _split_dir(root: Path, split: str) -> Path:
     raise DataError(f"no {split} images: neither {str(root / 'val')!r} nor {str(root / 'test')!r} exists")
 
 
-def _list_images(folder: Path) -> tuple[list[Path], list[int], list[str]]:
+def list_images(folder: Path) -> tuple[list[Path], list[int], list[str]]:
     """List images ImageFolder-style: sorted class sub-folders, files found recursively, sorted."""
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     paths: list[Path] = []
@@ -206,8 +206,8 @@ def _decode_into(path: Path, size: int, out: np.ndarray) -> None:
 
 def _load_imagefolder(root: str, split: str, image_size: int) -> ImageTensors:
     """Decode a whole ImageFolder split into memory with a small thread pool (PIL releases the GIL)."""
-    folder = _split_dir(Path(root).expanduser(), split)
-    paths, labels, classes = _list_images(folder)
+    folder = split_dir(Path(root).expanduser(), split)
+    paths, labels, classes = list_images(folder)
     pixels = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
     workers = min(8, os.cpu_count() or 1, len(paths))
     with ThreadPoolExecutor(max_workers=workers) as pool:

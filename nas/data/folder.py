@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nas.data.datasets import IMAGENET_MEAN, IMAGENET_STD, _list_images, _split_dir
+from nas.data.datasets import IMAGENET_MEAN, IMAGENET_STD, list_images, split_dir
 from nas.data.loader import Batch, balanced_subset, derive_seed
 from nas.data.transforms import eval_resize, folder_eval_transform, folder_train_transform
 from nas.errors import DataError
@@ -138,9 +138,9 @@ def build_folder_data(root: str, image_size: int, batch_size: int, seed: int, wo
     ``limit`` keeps a seeded, class-balanced subset of that many training images (quick runs).
     """
     root_path = Path(root).expanduser()
-    train_paths, train_labels, classes = _list_images(_split_dir(root_path, "train"))
-    test_dir = _split_dir(root_path, "test")
-    test_paths, test_labels, test_classes = _list_images(test_dir)
+    train_paths, train_labels, classes = list_images(split_dir(root_path, "train"))
+    test_dir = split_dir(root_path, "test")
+    test_paths, test_labels, test_classes = list_images(test_dir)
     if test_classes != classes:
         raise DataError(f"the classes of {str(test_dir)!r} differ from the training classes: "
                         f"{len(test_classes)} folders vs {len(classes)}")

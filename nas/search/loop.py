@@ -25,6 +25,7 @@ from nas.engine import (
     check_finite,
     prepare_run_dir,
     progress,
+    resume_point,
     rng_state,
     seed_everything,
     select_device,
@@ -155,7 +156,7 @@ class SearchRun:
                 metrics = self.algorithm.step(self, train_batch, next(self.val_stream))
             self.global_step += 1
             self.step_in_epoch += 1
-            check_finite(metrics, self.global_step, self.run_dir)
+            check_finite(metrics, self.global_step, self.run_dir, "try a lower optim.w_lr or optim.alpha_lr")
             n = len(train_batch[1])
             self.epoch_loss.update(metrics["loss/train"], n)
             self.epoch_acc.update(metrics["acc/train"], n)
@@ -305,12 +306,8 @@ def run_search(cfg: SearchConfig, run_dir: str | Path) -> dict[str, Any]:
     """
     if not cfg.resume:
         return SearchRun(cfg, run_dir).run()
-    path = checkpoint.resolve(cfg.resume)
-    state = checkpoint.load(path)
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a search checkpoint (format {state.get('format')!r})")
+    path, state, saved_dir = resume_point(cfg.resume, CHECKPOINT_FORMAT, "search")
     saved = search_config_from_dict(state["config"])
     saved.resume, saved.device, saved.threads = str(path), cfg.device, cfg.threads
     saved.log.progress = cfg.log.progress
-    saved_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     return SearchRun(saved, saved_dir, resume_state=state).run()

@@ -12,11 +12,8 @@ import torch
 from torch import nn
 
 from nas.cells import SearchCell, num_edges
+from nas.cells.layout import reduction_layers
 from nas.search.architecture import Architecture
-
-
-def reduction_layers(layers: int) -> tuple[int, ...]:
-    return tuple(sorted({layers // 3, 2 * layers // 3}))
 
 
 class Supernet(nn.Module):

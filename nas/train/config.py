@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from nas.config import CheckpointConfig, DataConfig, LogConfig, _check
+from nas.config import CheckpointConfig, DataConfig, LogConfig, check, from_saved_dict, to_validated
 from nas.data.datasets import DATASETS
-from nas.errors import ConfigError
 
 
 @dataclass
@@ -84,61 +83,47 @@ def register_train_configs() -> None:
 def validate_train(cfg: TrainConfig) -> None:
     from nas.train.networks import check_image_size, network_spec
 
-    _check(cfg.epochs >= 1, f"epochs must be a positive integer, got {cfg.epochs}")
-    _check(cfg.batch_size >= 1, f"batch_size must be positive, got {cfg.batch_size}")
-    _check(cfg.max_steps_per_epoch is None or cfg.max_steps_per_epoch >= 1,
+    check(cfg.epochs >= 1, f"epochs must be a positive integer, got {cfg.epochs}")
+    check(cfg.batch_size >= 1, f"batch_size must be positive, got {cfg.batch_size}")
+    check(cfg.max_steps_per_epoch is None or cfg.max_steps_per_epoch >= 1,
            f"max_steps_per_epoch must be positive, got {cfg.max_steps_per_epoch}")
-    _check(cfg.threads is None or cfg.threads >= 1, f"threads must be positive, got {cfg.threads}")
+    check(cfg.threads is None or cfg.threads >= 1, f"threads must be positive, got {cfg.threads}")
     d = cfg.data
-    _check(d.name in DATASETS, f"unknown data.name '{d.name}'; choose {', '.join(DATASETS)}")
-    _check(d.limit is None or d.limit >= 1, f"data.limit must be positive, got {d.limit}")
-    _check(d.workers is None or d.workers >= 0, f"data.workers must be >= 0, got {d.workers}")
+    check(d.name in DATASETS, f"unknown data.name '{d.name}'; choose {', '.join(DATASETS)}")
+    check(d.limit is None or d.limit >= 1, f"data.limit must be positive, got {d.limit}")
+    check(d.workers is None or d.workers >= 0, f"data.workers must be >= 0, got {d.workers}")
     m = cfg.model
     network_spec(m.name)
-    _check(m.channels >= 2 and m.channels % 2 == 0, f"model.channels must be a positive even number, got {m.channels}")
-    _check(m.layers >= 1, f"model.layers must be positive, got {m.layers}")
-    _check(m.num_classes >= 1, f"model.num_classes must be positive, got {m.num_classes}")
-    _check(d.image_size >= 1, f"data.image_size must be positive, got {d.image_size}")
+    check(m.channels >= 2 and m.channels % 2 == 0, f"model.channels must be a positive even number, got {m.channels}")
+    check(m.layers >= 1, f"model.layers must be positive, got {m.layers}")
+    check(m.num_classes >= 1, f"model.num_classes must be positive, got {m.num_classes}")
+    check(d.image_size >= 1, f"data.image_size must be positive, got {d.image_size}")
     check_image_size(m.name, m.layers, m.auxiliary, d.image_size)
     o = cfg.optim
-    _check(o.lr > 0, f"optim.lr must be positive, got {o.lr}")
-    _check(0 <= o.momentum < 1, f"optim.momentum must lie in [0, 1), got {o.momentum}")
-    _check(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
-    _check(o.schedule in ("cosine", "exponential"), f"optim.schedule must be cosine or exponential, got '{o.schedule}'")
-    _check(0 <= o.lr_min <= o.lr, f"optim.lr_min must lie in [0, optim.lr], got {o.lr_min}")
-    _check(0 < o.gamma <= 1, f"optim.gamma must lie in (0, 1], got {o.gamma}")
-    _check(o.grad_clip > 0, f"optim.grad_clip must be positive, got {o.grad_clip}")
+    check(o.lr > 0, f"optim.lr must be positive, got {o.lr}")
+    check(0 <= o.momentum < 1, f"optim.momentum must lie in [0, 1), got {o.momentum}")
+    check(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+    check(o.schedule in ("cosine", "exponential"), f"optim.schedule must be cosine or exponential, got '{o.schedule}'")
+    check(0 <= o.lr_min <= o.lr, f"optim.lr_min must lie in [0, optim.lr], got {o.lr_min}")
+    check(0 < o.gamma <= 1, f"optim.gamma must lie in (0, 1], got {o.gamma}")
+    check(o.grad_clip > 0, f"optim.grad_clip must be positive, got {o.grad_clip}")
     a = cfg.augment
-    _check(a.cutout >= 0, f"augment.cutout must be >= 0, got {a.cutout}")
+    check(a.cutout >= 0, f"augment.cutout must be >= 0, got {a.cutout}")
     jitter = list(a.color_jitter)
-    _check(jitter == [] or (len(jitter) == 4 and min(jitter) >= 0 and jitter[3] <= 0.5),
+    check(jitter == [] or (len(jitter) == 4 and min(jitter) >= 0 and jitter[3] <= 0.5),
            f"augment.color_jitter must be [] or 4 numbers >= 0 (brightness, contrast, saturation, hue <= 0.5), "
            f"got {jitter}")
-    _check(0 < a.min_scale <= 1, f"augment.min_scale must lie in (0, 1], got {a.min_scale}")
-    _check(cfg.aux_weight >= 0, f"aux_weight must be >= 0, got {cfg.aux_weight}")
-    _check(0 <= cfg.drop_path_prob < 1, f"drop_path_prob must lie in [0, 1), got {cfg.drop_path_prob}")
-    _check(0 <= cfg.label_smoothing < 1, f"label_smoothing must lie in [0, 1), got {cfg.label_smoothing}")
-    _check(cfg.log.every_steps >= 1, f"log.every_steps must be positive, got {cfg.log.every_steps}")
-    _check(cfg.checkpoint.every_steps >= 0, f"checkpoint.every_steps must be >= 0, got {cfg.checkpoint.every_steps}")
+    check(0 < a.min_scale <= 1, f"augment.min_scale must lie in (0, 1], got {a.min_scale}")
+    check(cfg.aux_weight >= 0, f"aux_weight must be >= 0, got {cfg.aux_weight}")
+    check(0 <= cfg.drop_path_prob < 1, f"drop_path_prob must lie in [0, 1), got {cfg.drop_path_prob}")
+    check(0 <= cfg.label_smoothing < 1, f"label_smoothing must lie in [0, 1), got {cfg.label_smoothing}")
+    check(cfg.log.every_steps >= 1, f"log.every_steps must be positive, got {cfg.log.every_steps}")
+    check(cfg.checkpoint.every_steps >= 0, f"checkpoint.every_steps must be >= 0, got {cfg.checkpoint.every_steps}")
 
 
 def to_train_config(cfg: DictConfig | TrainConfig) -> TrainConfig:
-    """The validated dataclass behind a composed config."""
-    if isinstance(cfg, DictConfig):
-        try:
-            obj: Any = OmegaConf.to_object(cfg)
-        except Exception as exc:  # OmegaConf raises several types for a bad value
-            raise ConfigError(f"invalid configuration: {str(exc).splitlines()[0]}") from None
-    else:
-        obj = cfg
-    validate_train(obj)
-    return obj
+    return to_validated(cfg, validate_train)
 
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """A validated config from the plain dict a checkpoint stores."""
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), data)
-    except Exception as exc:  # OmegaConf raises several types for a key or value that does not fit
-        raise ConfigError(f"saved config does not fit this version of nas: {str(exc).splitlines()[0]}") from None
-    return to_train_config(merged)
+    return from_saved_dict(TrainConfig, data, validate_train)

@@ -184,7 +184,7 @@ class TrainRun:
             loss, acc = self.train_step(x, y, drop_prob)
             self.global_step += 1
             self.step_in_epoch += 1
-            check_finite({"loss/train": loss}, self.global_step, self.run_dir)  # waits for the device
+            check_finite({"loss/train": loss}, self.global_step, self.run_dir, "try a lower optim.lr")  # waits for the device
             self.epoch_loss.update(loss, len(y))
             self.epoch_acc.update(acc, len(y))
             now = time.perf_counter()

@@ -21,15 +21,12 @@ import torch
 from torch import nn
 
 from nas.cells import DiscreteCell
+from nas.cells.layout import reduction_layers
 from nas.errors import ConfigError
 from nas.genotype import Genotype
 
 AUX_POOL = 5  # the auxiliary head's average-pool window
 AUX_CONV = 2  # ... followed by a 2×2 conv: the pool must leave at least 2×2
-
-
-def reduction_layers(layers: int) -> tuple[int, ...]:
-    return tuple(sorted({layers // 3, 2 * layers // 3}))
 
 
 class AuxiliaryHead(nn.Module):
