@@ -11,6 +11,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
 
 from nas.cli import config_dir
 from nas.config import SearchConfig, register_configs, to_search_config
@@ -24,12 +25,16 @@ TINY_SEARCH = [
 ]
 
 
-def compose_search(overrides: list[str]) -> SearchConfig:
-    register_configs()
+def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+    """The config Hydra would compose for ``config_name`` with these command-line overrides."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="search", overrides=overrides)
-    return to_search_config(cfg)
+        return compose(config_name=config_name, overrides=overrides)
+
+
+def compose_search(overrides: list[str]) -> SearchConfig:
+    register_configs()
+    return to_search_config(compose_config("search", overrides))
 
 
 @pytest.fixture

@@ -9,15 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
-from conftest import TINY_SEARCH, compose_search, run_cli
+from conftest import TINY_SEARCH, compose_config, compose_search, run_cli
 from nas import checkpoint
 from nas.cells import DiscreteCell
 from nas.cells.discrete import drop_path
-from nas.cli import config_dir
 from nas.data.folder import build_folder_data
 from nas.data.transforms import cutout
 from nas.engine import Interrupted
@@ -38,10 +35,7 @@ TINY_TRAIN = [
 
 def compose_train(overrides: list[str]) -> TrainConfig:
     register_train_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    return to_train_config(cfg)
+    return to_train_config(compose_config("train", overrides))
 
 
 def one_line(stderr: str) -> str:
