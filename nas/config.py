@@ -22,7 +22,7 @@ from nas.errors import ConfigError
 @dataclass
 class DataConfig:
     name: str = "cifar10"  # sample | cifar10 | cifar100 | imagefolder | synthetic (random, for benchmarks)
-    root: str = "./data"
+    root: str | None = None  # required for cifar10/cifar100/imagefolder (their group files set it)
     download: bool = False
     train_portion: float = 0.5  # share of the train set for the weights; the rest trains the alphas
     image_size: int = 32
@@ -120,6 +120,13 @@ def check(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def validate_data(d: DataConfig, reads_data: bool = True) -> None:
+    """Checks shared by the search and the train config (``reads_data=False``: no root needed)."""
+    check(d.name in DATASETS, f"unknown data.name '{d.name}'; choose one of {', '.join(DATASETS)}")
+    check(d.root or d.name in ("sample", "synthetic") or not reads_data,
+          f"data={d.name} needs data.root=<folder> (where the dataset is or should be downloaded)")
+
+
 def validate_search(cfg: SearchConfig) -> None:
     from nas.ops import resolve_space
     from nas.search.derive import check_k
@@ -130,7 +137,7 @@ def validate_search(cfg: SearchConfig) -> None:
            f"max_steps_per_epoch must be positive, got {cfg.max_steps_per_epoch}")
     check(0.0 < cfg.data.train_portion < 1.0,
            f"data.train_portion must lie in (0, 1), got {cfg.data.train_portion}")
-    check(cfg.data.name in DATASETS, f"unknown data.name '{cfg.data.name}'; choose one of {', '.join(DATASETS)}")
+    validate_data(cfg.data)
     check(cfg.data.image_size >= 8, f"data.image_size must be at least 8, got {cfg.data.image_size}")
     check(cfg.data.limit is None or cfg.data.limit >= 2, f"data.limit must be at least 2, got {cfg.data.limit}")
     resolve_space(cfg.space.name, cfg.space.ops)

@@ -16,6 +16,7 @@ BAD_VALUES = [
     (["algorithm=asap", "algorithm.beta=1.5"], "algorithm.beta must lie in (0, 1]"),
     (["algorithm=asap", "algorithm.threshold=1.0"], "algorithm.threshold must lie in [0, 1)"),
     (["algorithm=asap", "algorithm.t0=0"], "algorithm.t0 must be positive"),
+    (["data=imagefolder"], "data=imagefolder needs data.root"),
 ]
 
 

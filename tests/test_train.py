@@ -149,7 +149,7 @@ def test_cutout_is_batched_seeded_and_bounded():
 # --- configs ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("experiment", ["retrain_cifar10", "transfer_imagenet", "retrain_quick"])
 def test_every_experiment_composes(experiment):
-    cfg = compose_train([f"+experiment={experiment}"])
+    cfg = compose_train([f"+experiment={experiment}", "data.root=/datasets/somewhere"])
     expected = {"retrain_cifar10": ("cifar", 600, "cosine", 16), "transfer_imagenet": ("imagenet", 250, "exponential", 0),
                 "retrain_quick": ("cifar", cfg.epochs, "cosine", 16)}[experiment]
     assert (cfg.model.name, cfg.epochs, cfg.optim.schedule, cfg.augment.cutout) == expected

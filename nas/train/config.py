@@ -14,8 +14,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from nas.config import CheckpointConfig, DataConfig, LogConfig, check, from_saved_dict, to_validated
-from nas.data.datasets import DATASETS
+from nas.config import CheckpointConfig, DataConfig, LogConfig, check, from_saved_dict, to_validated, validate_data
 
 
 @dataclass
@@ -89,7 +88,7 @@ def validate_train(cfg: TrainConfig) -> None:
            f"max_steps_per_epoch must be positive, got {cfg.max_steps_per_epoch}")
     check(cfg.threads is None or cfg.threads >= 1, f"threads must be positive, got {cfg.threads}")
     d = cfg.data
-    check(d.name in DATASETS, f"unknown data.name '{d.name}'; choose {', '.join(DATASETS)}")
+    validate_data(d, reads_data=not cfg.profile_only)
     check(d.limit is None or d.limit >= 1, f"data.limit must be positive, got {d.limit}")
     check(d.workers is None or d.workers >= 0, f"data.workers must be >= 0, got {d.workers}")
     m = cfg.model
