@@ -32,6 +32,13 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def print_run_location(run_dir: str | Path) -> None:
+    """Where a finished run lives (a resumed run continues in its own directory) and how to look."""
+    run_dir = Path(run_dir)
+    print(f"run directory: {run_dir}")
+    print(f"TensorBoard:   tensorboard --logdir {run_dir / 'tb'}")
+
+
 def reports_user_errors(task: Callable[..., Any]) -> Callable[..., Any]:
     """Turn a ``UserError`` raised by a Hydra task into one line on stderr and its exit code.
 

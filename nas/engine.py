@@ -53,6 +53,19 @@ def resume_point(resume: str, fmt: str, kind: str) -> tuple[Path, dict[str, Any]
     return path, state, run_dir
 
 
+def resumed_config(cfg: Any, fmt: str, kind: str, from_dict: Any) -> tuple[Any, dict[str, Any], Path]:
+    """(saved config, checkpoint state, run directory) for ``cfg.resume``.
+
+    A resumed run continues with its saved config; only where it runs (``device``, ``threads``)
+    and the progress bar come from ``cfg``.
+    """
+    path, state, run_dir = resume_point(cfg.resume, fmt, kind)
+    saved = from_dict(state["config"])
+    saved.resume, saved.device, saved.threads = str(path), cfg.device, cfg.threads
+    saved.log.progress = cfg.log.progress
+    return saved, state, run_dir
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

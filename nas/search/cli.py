@@ -9,7 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nas.cli import config_dir, reports_user_errors, run_hydra_main
+from nas.cli import config_dir, print_run_location, reports_user_errors, run_hydra_main
 from nas.config import register_configs, to_search_config
 
 register_configs()
@@ -25,9 +25,7 @@ def search_task(cfg: DictConfig) -> float | None:
     summary = run_search(config, run_dir)
     print(f"\nderived genotype: {summary['genotype_text']}")
     print(f"final val accuracy: {summary['final_val_acc']:.4f}   wall time: {summary['wall_time_s']:.1f} s")
-    run_dir = Path(summary["run_dir"])  # a resumed run continues in its own directory
-    print(f"run directory: {run_dir}")
-    print(f"TensorBoard:   tensorboard --logdir {run_dir / 'tb'}")
+    print_run_location(summary["run_dir"])
     return summary["final_val_acc"]
 
 

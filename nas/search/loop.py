@@ -25,7 +25,7 @@ from nas.engine import (
     check_finite,
     prepare_run_dir,
     progress,
-    resume_point,
+    resumed_config,
     rng_state,
     seed_everything,
     select_device,
@@ -306,8 +306,5 @@ def run_search(cfg: SearchConfig, run_dir: str | Path) -> dict[str, Any]:
     """
     if not cfg.resume:
         return SearchRun(cfg, run_dir).run()
-    path, state, saved_dir = resume_point(cfg.resume, CHECKPOINT_FORMAT, "search")
-    saved = search_config_from_dict(state["config"])
-    saved.resume, saved.device, saved.threads = str(path), cfg.device, cfg.threads
-    saved.log.progress = cfg.log.progress
+    saved, state, saved_dir = resumed_config(cfg, CHECKPOINT_FORMAT, "search", search_config_from_dict)
     return SearchRun(saved, saved_dir, resume_state=state).run()

@@ -9,7 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nas.cli import config_dir, reports_user_errors, run_hydra_main
+from nas.cli import config_dir, print_run_location, reports_user_errors, run_hydra_main
 from nas.train.config import register_train_configs, to_train_config
 
 register_train_configs()
@@ -30,9 +30,7 @@ def train_task(cfg: DictConfig) -> float | None:
           f"at epoch {summary['best_epoch']})")
     print(f"params {summary['params']:,}   MACs {summary['macs'] / 1e6:.2f} M   "
           f"{summary['images_per_s']:.1f} images/s   wall time {summary['wall_time_s']:.1f} s")
-    run_dir = Path(summary["run_dir"])  # a resumed run continues in its own directory
-    print(f"run directory: {run_dir}")
-    print(f"TensorBoard:   tensorboard --logdir {run_dir / 'tb'}")
+    print_run_location(summary["run_dir"])
     return summary["top1"]
 
 

@@ -38,7 +38,7 @@ from nas.engine import (
     check_finite,
     prepare_run_dir,
     progress,
-    resume_point,
+    resumed_config,
     rng_state,
     seed_everything,
     select_device,
@@ -323,8 +323,5 @@ def run_train(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
         return profile_network(cfg, run_dir)
     if not cfg.resume:
         return TrainRun(cfg, run_dir).run()
-    path, state, saved_dir = resume_point(cfg.resume, CHECKPOINT_FORMAT, "retrain")
-    saved = train_config_from_dict(state["config"])
-    saved.resume, saved.device, saved.threads = str(path), cfg.device, cfg.threads
-    saved.log.progress = cfg.log.progress
+    saved, state, saved_dir = resumed_config(cfg, CHECKPOINT_FORMAT, "retrain", train_config_from_dict)
     return TrainRun(saved, saved_dir, resume_state=state).run()
