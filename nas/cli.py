@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -77,6 +78,7 @@ def run_hydra_main(hydra_main: Callable[[], Any], task: Callable[..., Any]) -> N
     2; otherwise what was held is passed on unchanged.
     """
     real_stderr, held = sys.stderr, io.StringIO()
+    task.started = False  # type: ignore[attr-defined]  # a second call in one process starts afresh
 
     class _Until(io.TextIOBase):
         def write(self, text: str) -> int:
@@ -91,6 +93,10 @@ def run_hydra_main(hydra_main: Callable[[], Any], task: Callable[..., Any]) -> N
         def flush(self) -> None:
             real_stderr.flush()
 
+    if int(os.environ.get("RANK", "0")) > 0:
+        # Under torchrun only rank 0 writes a run directory: the other ranks learn its path from
+        # rank 0 and must not leave a second directory (with a different timestamp) behind.
+        sys.argv += ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
     sys.stderr = _Until()
     try:
         hydra_main()

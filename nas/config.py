@@ -104,6 +104,7 @@ class SearchConfig:
     threads: int | None = None  # torch CPU threads; None: torch's default
     channels_last: bool = True
     amp: str = "none"  # none | bf16 (autocast; pays on CUDA, not on CPU)
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch, not each rank's slice
     overwrite: bool = False
     resume: str | None = None
 

@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_config_group_is_packaged():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     groups = sorted(p.name for p in (ROOT / "configs").iterdir() if p.is_dir())
+    groups = sorted(str(p.relative_to(ROOT / "configs")).replace("/", ".") for p in (ROOT / "configs").rglob("*")
+                    if p.is_dir() and any(p.glob("*.yaml")))
     for group in groups:
         assert f"nas.configs.{group}" in project["packages"], f"configs/{group} is not installed"
         assert project["package-data"][f"nas.configs.{group}"] == ["*.yaml"]

@@ -84,13 +84,14 @@ class _SeededEpoch(Dataset):
 class FolderBatches:
     def __init__(self, dataset: FolderDataset, batch_size: int, shuffle: bool, drop_last: bool, seed: int,
                  workers: int, device: str | torch.device = "cpu", channels_last: bool = False,
-                 name: str = "this split"):
+                 name: str = "this split", shard: tuple[int, int] = (0, 1)):
         if len(dataset) == 0:
             raise DataError(f"{name} has no images")
         if drop_last and batch_size > len(dataset):
             raise DataError(f"batch_size {batch_size} is larger than the {len(dataset)} images of {name}")
         self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, batch_size, shuffle, drop_last
         self.seed, self.workers, self.device, self.channels_last = seed, workers, torch.device(device), channels_last
+        self.shard = shard  # (rank, world): this process reads slice rank::world of every global batch
 
     @property
     def num_images(self) -> int:
@@ -111,9 +112,11 @@ class FolderBatches:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed))
         else:
             order = torch.arange(n)
-        indices = order[start * self.batch_size : len(self) * self.batch_size]  # without drop_last's tail
+        rank, world = self.shard
+        bs = self.batch_size
+        batches = [order[i * bs : (i + 1) * bs][rank::world].tolist() for i in range(start, len(self))]
         loader = DataLoader(
-            _SeededEpoch(self.dataset, epoch_seed), batch_size=self.batch_size, sampler=indices.tolist(),
+            _SeededEpoch(self.dataset, epoch_seed), batch_sampler=[b for b in batches if b],
             num_workers=self.workers, pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if self.workers else None,
         )
@@ -132,7 +135,8 @@ class FolderBatches:
 def build_folder_data(root: str, image_size: int, batch_size: int, seed: int, workers: int | None = None,
                       device: str | torch.device = "cpu", channels_last: bool = False,
                       jitter: tuple[float, ...] = (0.4, 0.4, 0.4, 0.2), min_scale: float = 0.08,
-                      limit: int | None = None) -> tuple[FolderBatches, FolderBatches, list[str]]:
+                      limit: int | None = None,
+                      shard: tuple[int, int] = (0, 1)) -> tuple[FolderBatches, FolderBatches, list[str]]:
     """(augmented train batches, evaluation batches, class names) of ``root/train`` and ``root/val|test``.
 
     ``limit`` keeps a seeded, class-balanced subset of that many training images (quick runs).
@@ -149,7 +153,7 @@ def build_folder_data(root: str, image_size: int, batch_size: int, seed: int, wo
         train_paths, train_labels = [train_paths[i] for i in keep], [train_labels[i] for i in keep]
     if workers is None:
         workers = min(8, os.cpu_count() or 1)
-    common = dict(seed=seed, workers=workers, device=device, channels_last=channels_last)
+    common = dict(seed=seed, workers=workers, device=device, channels_last=channels_last, shard=shard)
     train = FolderBatches(
         FolderDataset(train_paths, train_labels,
                       folder_train_transform(image_size, IMAGENET_MEAN, IMAGENET_STD, jitter, min_scale)),

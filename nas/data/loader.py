@@ -40,7 +40,10 @@ class TensorBatches:
     """Seeded, replayable, optionally augmented batches of an in-memory uint8 image split.
 
     ``batches(epoch)`` yields float32 ``x`` normalised as ``(x / 255 - mean) / std`` and int64
-    ``y``, both on ``device``. With ``augment`` every image gets a random crop from its zero-padded
+    ``y``, both on ``device``. Under data parallelism (``shard=(rank, world)``) ``batch_size`` is
+    the global batch and this process yields its slice ``rank::world`` of each one: every rank
+    draws the same epoch permutation, so the slices are disjoint and together make the global
+    batch (what ``DistributedSampler`` does, but replayable from any step). With ``augment`` every image gets a random crop from its zero-padded
     version (``pad`` pixels each side, like ``RandomCrop(size, padding=pad)``) and a random
     horizontal flip. Random numbers are drawn on the CPU, so the order and the augmentation of an
     epoch are identical on every device.
@@ -60,6 +63,7 @@ class TensorBatches:
         channels_last: bool = False,
         pad: int = 4,
         name: str = "this split",
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise DataError(f"images must be a uint8 N×C×H×W tensor, got {images.dtype} {tuple(images.shape)}")
@@ -76,6 +80,11 @@ class TensorBatches:
             raise DataError(f"batch_size {batch_size} is larger than the {n} images of {name}")
         if pad < 0:
             raise DataError(f"pad must be >= 0, got {pad}")
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise DataError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
+        if drop_last and batch_size % world:
+            raise DataError(f"batch_size {batch_size} does not split evenly over {world} processes")
         self.device = torch.device(device)
         self.image_shape = (channels, int(images.shape[2]), int(images.shape[3]))
         if augment and pad:
@@ -92,6 +101,7 @@ class TensorBatches:
         self.channels_last = bool(channels_last)
         self.pad = int(pad)
         self.name = name
+        self.shard = (int(rank), int(world))
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         std_t = torch.tensor(self.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
@@ -138,12 +148,16 @@ class TensorBatches:
             shifts = torch.randint(0, 2 * self.pad + 1, (2, n), generator=generator).to(self.device)
             flips = (torch.randint(0, 2, (n,), generator=generator) == 1).to(self.device)
             crops = self._all_crops()
+        rank, world = self.shard
         for i in range(start, len(self)):
             lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, n)
-            idx = order[lo:hi]
+            mine = slice(lo + rank, hi, world)  # this process's share of the global batch
+            idx = order[mine]
+            if len(idx) == 0:  # a short last batch may leave a rank without images
+                continue
             if self.augment:
-                x = crops[idx, shifts[0, lo:hi], shifts[1, lo:hi]]
-                x = torch.where(flips[lo:hi, None, None, None], x.flip(3), x)
+                x = crops[idx, shifts[0, mine], shifts[1, mine]]
+                x = torch.where(flips[mine, None, None, None], x.flip(3), x)
             else:
                 x = self._source[idx]
             yield self._normalize(x), self.labels[idx]
@@ -258,6 +272,7 @@ def build_search_data(
     device: str | torch.device = "cpu",
     limit: int | None = None,
     channels_last: bool = False,
+    shard: tuple[int, int] = (0, 1),
 ) -> SearchData:
     """Load a dataset's train split and cut it into the DARTS weight and alpha parts.
 
@@ -282,6 +297,7 @@ def build_search_data(
         device=device,
         drop_last=True,
         channels_last=channels_last,
+        shard=shard,
     )
     train = TensorBatches(
         images[weight_idx],
@@ -309,6 +325,7 @@ def build_search_data(
         drop_last=False,
         channels_last=channels_last,
         name="the alpha part of the search split",
+        shard=shard,
     )
     return SearchData(
         train=train,

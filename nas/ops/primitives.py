@@ -66,6 +66,27 @@ class Zero(nn.Module):
         return torch.zeros_like(x[:, :, :: self.stride, :: self.stride])
 
 
+class Noise(nn.Module):
+    """R-DARTS' ``noise`` op: in training, N(0, 1) noise of the (strided) output shape; in eval, zeros.
+
+    It carries no information about its input, so a search that prefers it over a real op is
+    collapsing (the S4 stress space pairs it with sep_conv_3x3 to expose that). In eval mode it
+    gives zeros, the noise's expectation, so evaluation is deterministic. The output never
+    depends on the input, so no gradient flows back through it. At stride 2 the shape is that of
+    ``x[:, :, ::2, ::2]`` (ceil(H/2) × ceil(W/2)), which is what every other op gives too.
+    """
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        like = x if self.stride == 1 else x[:, :, :: self.stride, :: self.stride]
+        if not self.training:
+            return torch.zeros_like(like)
+        return torch.randn_like(like)
+
+
 class FactorizedReduce(nn.Module):
     """Halve the resolution without losing every other pixel: two 1×1 stride-2 convs, the second
     on the input shifted by one pixel, concatenated (C/2 channels each) and normalised."""
@@ -127,8 +148,20 @@ def _dil_conv_5x5(c: int, stride: int, affine: bool) -> nn.Module:
     return DilConv(c, c, 5, stride, 4, dilation=2, affine=affine)
 
 
+# Not zero: the mixed edge computes it, and derivation may pick it (that is what the stress test probes).
+@register_op("noise", parameter_free=True)
+def _noise(c: int, stride: int, affine: bool) -> nn.Module:
+    return Noise(stride)
+
+
 DARTS_PRIMITIVES = (
     "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
     "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
 )
 register_space("darts", DARTS_PRIMITIVES)
+
+# The stress spaces of R-DARTS (Zela et al., ICLR 2020), where plain DARTS collapses to
+# parameter-free ops: S2 and S3 tempt it with skip connections, S4 with pure noise.
+register_space("s2", ("skip_connect", "sep_conv_3x3"))
+register_space("s3", ("none", "skip_connect", "sep_conv_3x3"))
+register_space("s4", ("noise", "sep_conv_3x3"))

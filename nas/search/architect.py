@@ -27,6 +27,11 @@ from nas.search.supernet import Supernet
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Average = Callable[[list], None]  # averages tensors over data-parallel ranks in place
+
+
+def _no_average(tensors: list) -> None:
+    """The single-process case: every gradient is already the whole batch's."""
 
 
 def _loss_with(model: Supernet, weights: dict[str, torch.Tensor] | None, batch: Batch,
@@ -36,11 +41,13 @@ def _loss_with(model: Supernet, weights: dict[str, torch.Tensor] | None, batch: 
     return loss_fn(logits, y)
 
 
-def first_order_grad(model: Supernet, val_batch: Batch, loss_fn: LossFn) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def first_order_grad(model: Supernet, val_batch: Batch, loss_fn: LossFn,
+                     average: Average = _no_average) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(L_val, ∇α L_val(w, α))."""
     loss = _loss_with(model, None, val_batch, loss_fn)
-    grads = torch.autograd.grad(loss, model.alphas())
-    return loss.detach(), list(grads)
+    grads = list(torch.autograd.grad(loss, model.alphas()))
+    average(grads)
+    return loss.detach(), grads
 
 
 def virtual_step(names: Sequence[str], weights: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None],
@@ -63,10 +70,12 @@ def virtual_step(names: Sequence[str], weights: Sequence[torch.Tensor], grads: S
 def second_order_grad(model: Supernet, train_batch: Batch, val_batch: Batch, loss_fn: LossFn, lr: float,
                       momentum: float, weight_decay: float,
                       momentum_buffers: Sequence[torch.Tensor | None],
-                      epsilon: float = 0.01) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                      epsilon: float = 0.01, average: Average = _no_average) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(L_val(w′, α), the finite-difference DARTS hypergradient with respect to α).
 
     ``epsilon`` is the length of the finite-difference step in weight space (DARTS: 0.01).
+    ``average`` makes each intermediate gradient the global batch's under data parallelism, so
+    that every rank builds the same w′ and w±, and ends with the same hypergradient.
     """
     names, weights = zip(*model.named_weights())
     alphas = model.alphas()
@@ -77,6 +86,7 @@ def second_order_grad(model: Supernet, train_batch: Batch, val_batch: Batch, los
     x_t, y_t = train_batch
     train_loss = loss_fn(model(x_t, fixed_arch), y_t)
     grads = torch.autograd.grad(train_loss, weights, allow_unused=True)
+    average(list(grads))
     del train_loss
     live = [n for n, g in zip(names, grads) if g is not None]  # weights the loss actually used
     with torch.no_grad():
@@ -90,6 +100,7 @@ def second_order_grad(model: Supernet, train_batch: Batch, val_batch: Batch, los
     d_alpha = list(outs[: len(alphas)])
     d_unrolled = [torch.zeros_like(unrolled[n]) if g is None else g for n, g in zip(live, outs[len(alphas):])]
     del outs
+    average(d_alpha + d_unrolled)
 
     # Central differences of ∇α L_train around w along v = ∇w′ L_val(w′, α).
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in d_unrolled]))
@@ -100,7 +111,8 @@ def second_order_grad(model: Supernet, train_batch: Batch, val_batch: Batch, los
         with torch.no_grad():
             shifted = {n: by_name[n] + sign * eps * g for n, g in zip(live, d_unrolled)}
         loss = _loss_with(model, shifted, train_batch, loss_fn)
-        hessian_terms.append(torch.autograd.grad(loss, alphas))
+        hessian_terms.append(list(torch.autograd.grad(loss, alphas)))
+        average(hessian_terms[-1])
         del loss, shifted
     grad = [da - lr * (gp - gm) / (2 * eps) for da, gp, gm in zip(d_alpha, *hessian_terms)]
     return val_loss.detach(), grad
@@ -110,7 +122,8 @@ class Architect:
     """One entry point for both orders: ``step(train_batch, val_batch, lr)`` updates the alphas."""
 
     def __init__(self, model: Supernet, alpha_optimizer: torch.optim.Optimizer, weight_optimizer: torch.optim.Optimizer,
-                 order: int = 1, loss_fn: LossFn = nn.functional.cross_entropy, fd_epsilon: float = 0.01):
+                 order: int = 1, loss_fn: LossFn = nn.functional.cross_entropy, fd_epsilon: float = 0.01,
+                 average: Average = _no_average):
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order}")
         self.model = model
@@ -119,15 +132,16 @@ class Architect:
         self.order = order
         self.loss_fn = loss_fn
         self.fd_epsilon = fd_epsilon
+        self.average = average
 
     def hypergradient(self, train_batch: Batch, val_batch: Batch, lr: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if self.order == 1:
-            return first_order_grad(self.model, val_batch, self.loss_fn)
+            return first_order_grad(self.model, val_batch, self.loss_fn, self.average)
         group = self.weight_optimizer.param_groups[0]
         buffers = [self.weight_optimizer.state.get(p, {}).get("momentum_buffer") for p in self.model.weights()]
         return second_order_grad(self.model, train_batch, val_batch, self.loss_fn, lr,
                                  group.get("momentum", 0.0), group.get("weight_decay", 0.0), buffers,
-                                 self.fd_epsilon)
+                                 self.fd_epsilon, self.average)
 
     def step(self, train_batch: Batch, val_batch: Batch, lr: float) -> torch.Tensor:
         """Update the alphas; returns the validation loss the step saw."""

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from nas.cli import config_dir, print_run_location, reports_user_errors, run_hydra_main
 from nas.config import register_configs, to_search_config
+from nas.distributed import launched_world
 
 register_configs()
 log = logging.getLogger("nas.search")
@@ -23,6 +24,8 @@ def search_task(cfg: DictConfig) -> float | None:
     config = to_search_config(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     summary = run_search(config, run_dir)
+    if not launched_world().is_main:  # under torchrun, rank 0 reports
+        return summary["final_val_acc"]
     print(f"\nderived genotype: {summary['genotype_text']}")
     print(f"final val accuracy: {summary['final_val_acc']:.4f}   wall time: {summary['wall_time_s']:.1f} s")
     print_run_location(summary["run_dir"])

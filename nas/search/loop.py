@@ -17,6 +17,7 @@ from torch import nn
 from nas import checkpoint
 from nas.config import SearchConfig, search_config_from_dict, summary_of
 from nas.data import BatchCycle, build_search_data
+from nas.distributed import World, check_batch_divides, init_world, sync_batchnorm
 from nas.engine import (
     EpochTimer,
     Interrupted,
@@ -58,14 +59,17 @@ def build_algorithm(cfg: SearchConfig) -> DartsAlgorithm:
 class SearchRun:
     """Everything one search holds: data, supernet, optimizers, algorithm, logger and progress."""
 
-    def __init__(self, cfg: SearchConfig, run_dir: str | Path, resume_state: dict[str, Any] | None = None):
+    def __init__(self, cfg: SearchConfig, run_dir: str | Path, resume_state: dict[str, Any] | None = None,
+                 world: World | None = None, device: str | None = None):
         self.cfg = cfg
+        self.world = world or World()
         self.run_dir = Path(run_dir)
         prepare_run_dir(self.run_dir, cfg.overwrite, cfg.resume)
+        check_batch_divides(cfg.batch_size, self.world)
         seed_everything(cfg.seed)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = select_device(cfg.device)
+        self.device = select_device(device or cfg.device)
         self.op_names = resolve_space(cfg.space.name, cfg.space.ops)
         self.algorithm = build_algorithm(cfg)
 
@@ -73,22 +77,25 @@ class SearchRun:
         self.data = build_search_data(
             name=d.name, root=d.root, download=d.download, train_portion=d.train_portion,
             image_size=d.image_size, batch_size=cfg.batch_size, seed=cfg.seed, device=self.device,
-            limit=d.limit, channels_last=cfg.channels_last,
+            limit=d.limit, channels_last=cfg.channels_last, shard=(self.world.rank, self.world.size),
         )
         m = cfg.model
         self.model = Supernet(
             self.op_names, channels=m.channels, layers=m.layers, num_classes=self.data.num_classes, nodes=m.nodes,
             stem_multiplier=m.stem_multiplier, in_channels=self.data.in_channels,
             alpha_init_std=0.0 if cfg.algorithm.name == "asap" else 1e-3,
-        ).to(self.device)
+        )
+        if cfg.sync_bn and self.world.active:
+            sync_batchnorm(self.model)
+        self.model = self.model.to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
         self.w_optimizer, self.scheduler, self.a_optimizer = make_optimizers(self.model, cfg.optim, cfg.epochs)
         self.architect = Architect(self.model, self.a_optimizer, self.w_optimizer, order=cfg.algorithm.order,
-                                   fd_epsilon=cfg.algorithm.fd_epsilon)
+                                   fd_epsilon=cfg.algorithm.fd_epsilon, average=self.world.average_)
         self.val_stream = BatchCycle(self.data.val)
-        self.tb = TBLogger(self.run_dir / "tb")
+        self.tb = TBLogger(self.run_dir / "tb", enabled=self.world.is_main)
         self.timer = EpochTimer()
         self.epoch = 0  # epochs completed
         self.step_in_epoch = 0  # steps of the current epoch done (non-zero only mid-epoch)
@@ -111,7 +118,8 @@ class SearchRun:
         return self.architect.step(train_batch, val_batch, self.weight_lr)
 
     def weight_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return weight_step(self.model, self.w_optimizer, batch, self.cfg.optim.grad_clip)
+        average = self.world.average_ if self.world.active else None
+        return weight_step(self.model, self.w_optimizer, batch, self.cfg.optim.grad_clip, average)
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast when ``amp=bf16`` (a win on recent GPUs, a loss on CPUs)."""
@@ -121,15 +129,18 @@ class SearchRun:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Loss and accuracy of the supernet on the whole alpha split, unaugmented, in eval mode."""
+        self.world.broadcast_buffers_(self.model)  # one set of BatchNorm statistics for all ranks
         self.model.eval()
-        loss, acc = RunningMean(), RunningMean()
+        loss, correct, count = 0.0, 0.0, 0
         for x, y in self.data.val_eval.batches(0):
             with self.autocast():
                 logits = self.model(x).float()
-            loss.update(nn.functional.cross_entropy(logits, y), len(y))
-            acc.update((logits.argmax(1) == y).float().mean(), len(y))
+            loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+            correct += float((logits.argmax(1) == y).sum())
+            count += len(y)
         self.model.train()
-        return {"loss/val": loss.mean, "acc/val": acc.mean}
+        loss, correct, count = self.world.sum_([loss, correct, count])  # each rank saw a shard
+        return {"loss/val": loss / count, "acc/val": correct / count}
 
     def genotype(self) -> Genotype:
         with torch.no_grad():
@@ -149,13 +160,14 @@ class SearchRun:
             self.epoch_loss, self.epoch_acc = RunningMean(), RunningMean()
         batches = self.data.train.batches(self.epoch, start=self.step_in_epoch)
         bar = progress(range(self.step_in_epoch, steps), steps - self.step_in_epoch,
-                       f"epoch {self.epoch + 1}/{self.cfg.epochs}", self.cfg.log.progress)
+                       f"epoch {self.epoch + 1}/{self.cfg.epochs}", self.cfg.log.progress and self.world.is_main)
         every = self.cfg.checkpoint.every_steps
         for _, train_batch in zip(bar, batches):
             with self.autocast():
                 metrics = self.algorithm.step(self, train_batch, next(self.val_stream))
             self.global_step += 1
             self.step_in_epoch += 1
+            received = self.world.agree_(metrics, self.signals.received)
             check_finite(metrics, self.global_step, self.run_dir, "try a lower optim.w_lr or optim.alpha_lr")
             n = len(train_batch[1])
             self.epoch_loss.update(metrics["loss/train"], n)
@@ -164,9 +176,9 @@ class SearchRun:
                 self.log_step(metrics)
             if self.stop_reason is None:
                 self.stop_reason = self.algorithm.stop_reason(self)
-            if self.signals.received:
+            if received:
                 self.save_checkpoint()
-                raise Interrupted(self.signals.received, self.global_step, self.run_dir)
+                raise Interrupted(received, self.global_step, self.run_dir)
             if self.stop_reason is not None:
                 break
             if every and self.global_step % every == 0 and self.step_in_epoch < steps:
@@ -195,7 +207,8 @@ class SearchRun:
             self.tb.alpha_images(weights, self.op_names, step, alive=alive)
             self.tb.genotype(genotype, step)
         self.tb.flush()
-        save_json(self.run_dir / "genotype.json", genotype, self.genotype_meta())
+        if self.world.is_main:
+            save_json(self.run_dir / "genotype.json", genotype, self.genotype_meta())
         self.save_checkpoint()
         log.info("epoch %d/%d  train loss %.3f acc %.3f  val loss %.3f acc %.3f  %.1fs", self.epoch, self.cfg.epochs,
                  metrics["loss/train"], metrics["acc/train"], metrics["loss/val"], metrics["acc/val"], epoch_time)
@@ -243,9 +256,12 @@ class SearchRun:
             "device": str(self.device),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "world_size": self.world.size,
+            "rank_alpha_divergence": self.world.max_divergence(self.model.alphas()),
         }
         summary.update(self.algorithm.summary(self))
-        write_json(self.run_dir / "summary.json", summary)
+        if self.world.is_main:
+            write_json(self.run_dir / "summary.json", summary)
         self.tb.text("genotype_final", f"```\n{genotype.to_text()}\n```", self.global_step)
         self.tb.close()
         return summary
@@ -271,7 +287,8 @@ class SearchRun:
         }
 
     def save_checkpoint(self) -> None:
-        checkpoint.save_rotating(self.run_dir / "checkpoints", self.state_dict())
+        if self.world.is_main:
+            checkpoint.save_rotating(self.run_dir / "checkpoints", self.state_dict())
 
     def load_checkpoint(self, path: str | Path, state: dict[str, Any] | None = None) -> None:
         if state is None:
@@ -302,9 +319,12 @@ def run_search(cfg: SearchConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run a whole search into ``run_dir``; returns what ``summary.json`` holds.
 
     With ``cfg.resume`` the saved run continues in its own directory, with its saved config: only
-    where it runs (``device``, ``threads``) and the progress bar come from ``cfg``.
+    where it runs (``device``, ``threads``) and the progress bar come from ``cfg``. Launched by
+    ``torchrun``, every process runs this; they share rank 0's run directory.
     """
+    world, device = init_world(cfg.device)
+    run_dir = world.broadcast_object(str(run_dir))
     if not cfg.resume:
-        return SearchRun(cfg, run_dir).run()
+        return SearchRun(cfg, run_dir, world=world, device=device).run()
     saved, state, saved_dir = resumed_config(cfg, CHECKPOINT_FORMAT, "search", search_config_from_dict)
-    return SearchRun(saved, saved_dir, resume_state=state).run()
+    return SearchRun(saved, saved_dir, resume_state=state, world=world, device=device).run()

@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from nas.cli import config_dir, print_run_location, reports_user_errors, run_hydra_main
+from nas.distributed import launched_world
 from nas.train.config import register_train_configs, to_train_config
 
 register_train_configs()
@@ -26,6 +27,8 @@ def train_task(cfg: DictConfig) -> float | None:
     if config.profile_only:
         print(f"run directory: {run_dir}")
         return None
+    if not launched_world().is_main:  # under torchrun, rank 0 reports
+        return summary["top1"]
     print(f"\ntest top-1 {summary['top1']:.4f}   top-5 {summary['top5']:.4f}   (best top-1 {summary['best_top1']:.4f} "
           f"at epoch {summary['best_epoch']})")
     print(f"params {summary['params']:,}   MACs {summary['macs'] / 1e6:.2f} M   "

@@ -70,6 +70,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch CPU threads; None: torch's default
     channels_last: bool = True
+    amp: str = "none"  # none | bf16: autocast of forward and loss (pays on recent GPUs, not on CPUs)
+    compile: bool = False  # torch.compile the network (minutes of compiling first; pays on long GPU runs)
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch, not each rank's slice
     overwrite: bool = False
     resume: str | None = None  # a run directory or a checkpoint: that run continues, with its saved config
 
@@ -87,6 +90,7 @@ def validate_train(cfg: TrainConfig) -> None:
     check(cfg.max_steps_per_epoch is None or cfg.max_steps_per_epoch >= 1,
            f"max_steps_per_epoch must be positive, got {cfg.max_steps_per_epoch}")
     check(cfg.threads is None or cfg.threads >= 1, f"threads must be positive, got {cfg.threads}")
+    check(cfg.amp in ("none", "bf16"), f"amp must be none or bf16, got '{cfg.amp}'")
     d = cfg.data
     validate_data(d, reads_data=not cfg.profile_only)
     check(d.limit is None or d.limit >= 1, f"data.limit must be positive, got {d.limit}")

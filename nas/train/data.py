@@ -33,13 +33,14 @@ class TrainData:
         return len(self.classes)
 
 
-def build_train_data(cfg: TrainConfig, device: torch.device) -> TrainData:
+def build_train_data(cfg: TrainConfig, device: torch.device, shard: tuple[int, int] = (0, 1)) -> TrainData:
+    """The retrain's data; ``shard=(rank, world)`` gives this process its slice of every global batch."""
     d = cfg.data
     if d.name == "imagefolder":
         train, test, classes = build_folder_data(
             d.root, d.image_size, cfg.batch_size, seed=derive_seed(cfg.seed, 1), workers=d.workers, device=device,
             channels_last=cfg.channels_last, jitter=tuple(cfg.augment.color_jitter),
-            min_scale=cfg.augment.min_scale, limit=d.limit)
+            min_scale=cfg.augment.min_scale, limit=d.limit, shard=shard)
         return TrainData(train, test, classes, in_channels=3)
     train_split = load_images(d.name, d.root, "train", download=d.download, image_size=d.image_size)
     test_split = load_images(d.name, d.root, "test", download=d.download, image_size=d.image_size)
@@ -48,7 +49,7 @@ def build_train_data(cfg: TrainConfig, device: torch.device) -> TrainData:
         keep = balanced_subset(labels, d.limit, cfg.seed)
         images, labels = images[keep], labels[keep]
     common = dict(batch_size=cfg.batch_size, mean=train_split.mean, std=train_split.std, device=device,
-                  channels_last=cfg.channels_last)
+                  channels_last=cfg.channels_last, shard=shard)
     train = TensorBatches(images, labels, augment=True, seed=derive_seed(cfg.seed, 1), drop_last=True,
                           name="the training split", **common)
     test = TensorBatches(test_split.images, test_split.labels, augment=False, seed=0, drop_last=False,

@@ -30,6 +30,7 @@ from nas import checkpoint
 from nas.config import summary_of
 from nas.data.loader import derive_seed
 from nas.data.transforms import cutout
+from nas.distributed import World, check_batch_divides, init_world, sync_batchnorm
 from nas.engine import (
     EpochTimer,
     Interrupted,
@@ -71,6 +72,27 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.optim.lr_min)
 
 
+def sgd_step(net: nn.Module, model: EvalNetwork, optimizer: torch.optim.Optimizer, criterion: nn.Module,
+             batch: tuple[torch.Tensor, torch.Tensor], drop_prob: float, cfg: TrainConfig,
+             world: World | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training step of an evaluation network: forward (``net``: the model or its compiled
+    form), main + ``aux_weight`` × auxiliary loss, backward, gradients averaged over ranks, clip,
+    SGD. Returns (loss, accuracy). ``scripts/bench_train.py`` times exactly this."""
+    x, y = batch
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+        logits, aux_logits = net(x, drop_prob)
+        loss = criterion(logits, y)
+        if aux_logits is not None and cfg.aux_weight > 0:
+            loss = loss + cfg.aux_weight * criterion(aux_logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if world is not None:
+        world.average_grads_(model.parameters())
+    nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+    optimizer.step()
+    return loss.detach().float(), (logits.detach().argmax(1) == y).float().mean()
+
+
 def _network(cfg: TrainConfig, genotype: Genotype, num_classes: int, in_channels: int = 3) -> EvalNetwork:
     m = cfg.model
     return build_network(m.name, genotype, m.channels, m.layers, num_classes, m.auxiliary, in_channels)
@@ -106,29 +128,36 @@ def profile_network(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
 class TrainRun:
     """Everything one retrain holds: genotype, data, network, optimizer, schedule, logger and progress."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume_state: dict[str, Any] | None = None):
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume_state: dict[str, Any] | None = None,
+                 world: World | None = None, device: str | None = None):
         self.cfg = cfg
+        self.world = world or World()
         self.run_dir = Path(run_dir)
         prepare_run_dir(self.run_dir, cfg.overwrite, cfg.resume)
+        check_batch_divides(cfg.batch_size, self.world)
         # A resumed run trains the cell it started with, even if its genotype file changed since.
         self.genotype = (from_mapping(resume_state["genotype"], OPS) if resume_state
                          else load_genotype(cfg.genotype, OPS))
         seed_everything(cfg.seed)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = select_device(cfg.device)
+        self.device = select_device(device or cfg.device)
         self.timer = EpochTimer()
-        self.data = build_train_data(cfg, self.device)
-        self.model = _network(cfg, self.genotype, self.data.num_classes, self.data.in_channels).to(self.device)
+        self.data = build_train_data(cfg, self.device, shard=(self.world.rank, self.world.size))
+        self.model = _network(cfg, self.genotype, self.data.num_classes, self.data.in_channels)
+        if cfg.sync_bn and self.world.active:
+            sync_batchnorm(self.model)
+        self.model = self.model.to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.figures = profile(self.model, cfg.data.image_size, self.data.in_channels)
+        self.net = torch.compile(self.model) if cfg.compile else self.model  # same parameters either way
         o = cfg.optim
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=o.lr, momentum=o.momentum,
                                          weight_decay=o.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        self.tb = TBLogger(self.run_dir / "tb")
+        self.tb = TBLogger(self.run_dir / "tb", enabled=self.world.is_main)
         self.signals = StopSignals()
         self.epoch = 0  # epochs completed
         self.step_in_epoch = 0  # steps of the current epoch done (non-zero only mid-epoch)
@@ -150,15 +179,8 @@ class TrainRun:
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, drop_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
         """One SGD step on the main loss plus ``aux_weight`` × the auxiliary loss; returns (loss, accuracy)."""
-        logits, aux_logits = self.model(x, drop_prob)
-        loss = self.criterion(logits, y)
-        if aux_logits is not None and self.cfg.aux_weight > 0:
-            loss = loss + self.cfg.aux_weight * self.criterion(aux_logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-        self.optimizer.step()
-        return loss.detach(), (logits.detach().argmax(1) == y).float().mean()
+        return sgd_step(self.net, self.model, self.optimizer, self.criterion, (x, y), drop_prob, self.cfg,
+                        self.world)
 
     def cutout_rng(self) -> torch.Generator:
         """The generator of the cutout squares of the next step: seeded by (seed, epoch, step) alone."""
@@ -175,7 +197,7 @@ class TrainRun:
         drop_prob = drop_path_prob(cfg.drop_path_prob, self.epoch, cfg.epochs)
         batches = self.data.train.batches(self.epoch, start=self.step_in_epoch)
         bar = progress(range(self.step_in_epoch, steps), steps - self.step_in_epoch,
-                       f"epoch {self.epoch + 1}/{cfg.epochs}", cfg.log.progress)
+                       f"epoch {self.epoch + 1}/{cfg.epochs}", cfg.log.progress and self.world.is_main)
         every = cfg.checkpoint.every_steps
         last = time.perf_counter()
         for _, (x, y) in zip(bar, batches):
@@ -184,18 +206,19 @@ class TrainRun:
             loss, acc = self.train_step(x, y, drop_prob)
             self.global_step += 1
             self.step_in_epoch += 1
+            received = self.world.agree_({"loss": loss, "acc": acc}, self.signals.received)
             check_finite({"loss/train": loss}, self.global_step, self.run_dir, "try a lower optim.lr")  # waits for the device
             self.epoch_loss.update(loss, len(y))
             self.epoch_acc.update(acc, len(y))
             now = time.perf_counter()
             self.train_seconds += now - last
-            self.train_images += len(y)
+            self.train_images += len(y) * self.world.size
             last = now
             if self.global_step % cfg.log.every_steps == 0:
                 self.tb.scalars({"loss/train": loss, "acc/train": acc}, self.global_step)
-            if self.signals.received:
+            if received:
                 self.save_checkpoint()
-                raise Interrupted(self.signals.received, self.global_step, self.run_dir)
+                raise Interrupted(received, self.global_step, self.run_dir)
             if every and self.global_step % every == 0 and self.step_in_epoch < steps:
                 self.save_checkpoint()
                 last = time.perf_counter()  # writing checkpoints is not training time
@@ -204,17 +227,20 @@ class TrainRun:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Loss, top-1 and top-5 accuracy on the whole test split, unaugmented, in eval mode."""
+        self.world.broadcast_buffers_(self.model)  # one set of BatchNorm statistics for all ranks
         self.model.eval()
-        loss, top1, top5 = RunningMean(), RunningMean(), RunningMean()
+        loss, top1, top5, count = 0.0, 0.0, 0.0, 0
         k = min(5, self.data.num_classes)
         for x, y in self.data.test.batches(0):
             logits, _ = self.model(x)
             hits = logits.topk(k, dim=1).indices == y[:, None]
-            loss.update(nn.functional.cross_entropy(logits, y), len(y))
-            top1.update(hits[:, 0].float().mean(), len(y))
-            top5.update(hits.any(dim=1).float().mean(), len(y))
+            loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+            top1 += float(hits[:, 0].sum())
+            top5 += float(hits.any(dim=1).sum())
+            count += len(y)
         self.model.train()
-        return {"loss/test": loss.mean, "acc/top1": top1.mean, "acc/top5": top5.mean}
+        loss, top1, top5, count = self.world.sum_([loss, top1, top5, count])  # each rank saw a shard
+        return {"loss/test": loss / count, "acc/top1": top1 / count, "acc/top5": top5 / count}
 
     def end_epoch(self, train_metrics: dict[str, float], epoch_time: float) -> None:
         lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
@@ -259,8 +285,10 @@ class TrainRun:
             "device": str(self.device),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "world_size": self.world.size,
         }
-        write_json(self.run_dir / "summary.json", summary)
+        if self.world.is_main:
+            write_json(self.run_dir / "summary.json", summary)
         self.tb.close()
         return summary
 
@@ -289,6 +317,8 @@ class TrainRun:
 
     def save_checkpoint(self, best: bool = False) -> None:
         """``last.pt`` (the one before kept as ``previous.pt``); ``best.pt`` too when the test top-1 improved."""
+        if not self.world.is_main:
+            return
         state = self.state_dict()
         checkpoint.save_rotating(self.run_dir / "checkpoints", state)
         if best:
@@ -321,7 +351,9 @@ def run_train(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
     """
     if cfg.profile_only:
         return profile_network(cfg, run_dir)
+    world, device = init_world(cfg.device)
+    run_dir = world.broadcast_object(str(run_dir))
     if not cfg.resume:
-        return TrainRun(cfg, run_dir).run()
+        return TrainRun(cfg, run_dir, world=world, device=device).run()
     saved, state, saved_dir = resumed_config(cfg, CHECKPOINT_FORMAT, "retrain", train_config_from_dict)
-    return TrainRun(saved, saved_dir, resume_state=state).run()
+    return TrainRun(saved, saved_dir, resume_state=state, world=world, device=device).run()

@@ -1,0 +1,129 @@
+"""Collapse diagnostics: numbers that warn when a differentiable search is degenerating.
+
+DARTS tends to collapse onto parameter-free ops (skip connections, pools, R-DARTS' noise) as the
+search runs long; R-DARTS (Zela et al., ICLR 2020) shows that the dominant eigenvalue of the
+validation loss' Hessian with respect to the alphas grows as that happens, and the entropy of the
+op weights tells how decided the architecture is. These are plain functions of a model, its op
+weights or a derived cell, so the search loop can call them from a hook without any of them
+living in its body. None of them changes the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from nas.genotype import Genotype, Pair
+from nas.ops import get_op
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def param_free_count(pairs: Iterable[Pair]) -> int:
+    """Number of parameter-free ops among a derived cell's ``(op, input)`` pairs.
+
+    A cell full of skip connections and pools is the signature of collapse; which ops are
+    parameter-free is a fact of the op registry (skip_connect counts, as in the literature).
+    """
+    return sum(1 for op, _ in pairs if get_op(op).parameter_free)
+
+
+def param_free_counts(genotype: Genotype) -> dict[str, int]:
+    """``param_free_count`` of the normal and the reduction cell, keyed like the alphas."""
+    return {"normal": param_free_count(genotype.normal), "reduce": param_free_count(genotype.reduce)}
+
+
+def alpha_entropy(weights: torch.Tensor, alive: torch.Tensor | None = None) -> float:
+    """Mean over edges of the entropy (nats) of each edge's op weights.
+
+    ``weights`` is an (edges × ops) tensor whose rows are distributions (softmax of the alphas).
+    log(ops) means undecided, 0 means every edge has settled on one op. Ops outside ``alive``
+    (pruned by ASAP) are left out; their weight is 0 anyway, and 0·log 0 counts as 0.
+    """
+    w = weights.detach().to(torch.float64)
+    if alive is not None:
+        w = w * alive.to(device=w.device, dtype=w.dtype)
+    entropy = -torch.special.xlogy(w, w).sum(dim=-1)
+    return float(entropy.mean())
+
+
+def _modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
+    return [(m, m.training) for m in model.modules()]
+
+
+def hessian_eig_max(model: nn.Module, batch: Sequence[torch.Tensor], iters: int,
+                    loss_fn: LossFn = nn.functional.cross_entropy, seed: int = 0, tol: float = 0.0) -> float:
+    """Dominant eigenvalue (largest in magnitude, with its sign) of ∇²_α L on one fixed batch.
+
+    ``model`` is a supernet (``model(x)`` → logits, ``model.alphas()`` → the alpha parameters);
+    the Hessian is over all alphas, normal and reduce, concatenated. Power iteration on
+    Hessian-vector products (double backward through one forward pass, so stochastic ops such as
+    ``noise`` see the same draw in every product), started from a seeded random vector; the
+    estimate is the Rayleigh quotient vᵀHv of the last unit vector. With ``tol`` > 0 the
+    iteration stops early once the estimate changes by at most ``tol``·|estimate| (each product
+    costs about a backward pass, and the search calls this every epoch); 0 runs all ``iters``.
+
+    The loss is evaluated in training mode (batch statistics), as the search sees it. Nothing of
+    the model changes: every module's mode, the BatchNorm running statistics (saved and restored)
+    and the parameters' ``.grad`` (autograd.grad never writes it) are as before, and the global
+    RNG is forked so the search draws the same random numbers whether diagnostics run or not.
+    """
+    if iters < 1:
+        raise ValueError(f"hessian_eig_max needs at least one iteration, got {iters}")
+    alphas = list(model.alphas())
+    device, dtype = alphas[0].device, alphas[0].dtype
+    x, y = batch[0].to(device), batch[1].to(device)
+    modes = _modes(model)
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            model.train()
+            loss = loss_fn(model(x), y)
+            # An alpha set no cell uses (no normal cell when layers <= 2) has no gradient: its
+            # Hessian rows are zero, so it is left out of the products and gets zeros.
+            grads = torch.autograd.grad(loss, alphas, create_graph=True, allow_unused=True)
+        used = [i for i, gr in enumerate(grads) if gr is not None and gr.requires_grad]
+        generator = torch.Generator().manual_seed(seed)
+        v = torch.randn(sum(a.numel() for a in alphas), generator=generator, dtype=torch.float64)
+        v = v.to(device=device, dtype=dtype)
+        v = v / v.norm()
+        eig = 0.0
+        for step in range(iters):
+            hv = _hvp(grads, alphas, v, used)
+            previous, eig = eig, float(torch.dot(v, hv))
+            norm = hv.norm()
+            if norm == 0:  # v lies in the null space (e.g. a flat loss): the estimate is 0
+                break
+            if step and abs(eig - previous) <= tol * abs(eig):
+                break
+            v = hv / norm
+        return eig
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+        for module, training in modes:
+            module.training = training
+
+
+def _hvp(grads: Sequence[torch.Tensor | None], alphas: Sequence[torch.Tensor], v: torch.Tensor,
+         used: Sequence[int]) -> torch.Tensor:
+    """H·v as one flat vector: the gradient of (∇_α L · v) with respect to the alphas."""
+    if not used:
+        return torch.zeros_like(v)
+    pieces = _split(v, alphas)
+    products = torch.autograd.grad([grads[i] for i in used], alphas, grad_outputs=[pieces[i] for i in used],
+                                   retain_graph=True, allow_unused=True)
+    return torch.cat([(torch.zeros_like(p) if h is None else h.detach()).reshape(-1) for p, h in zip(pieces, products)])
+
+
+def _split(flat: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Cut a flat vector into pieces shaped like ``like`` (the alphas)."""
+    pieces, start = [], 0
+    for t in like:
+        pieces.append(flat[start:start + t.numel()].view_as(t))
+        start += t.numel()
+    return pieces
