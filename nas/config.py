@@ -44,8 +44,16 @@ class SupernetConfig:
 
 
 @dataclass
+class EarlyStopConfig:
+    """DARTS+ (Liang et al., 2019): end the search before the derived cell collapses."""
+
+    max_skip: int | None = None  # stop once the derived normal cell holds this many skip_connect
+    stable_epochs: int | None = None  # stop once the argmax ops have not changed for this many epochs
+
+
+@dataclass
 class AlgorithmConfig:
-    name: str = "darts"  # darts | asap
+    name: str = "darts"  # darts | asap | random (a uniformly sampled genotype: the baseline)
     order: int = 1  # 1: first order, 2: unrolled second order
     fd_epsilon: float = 0.01  # finite-difference step of the 2nd-order hypergradient (DARTS: 0.01)
     # ASAP (used when name == asap)
@@ -55,7 +63,13 @@ class AlgorithmConfig:
     threshold_gamma: float = 1.0  # optional threshold schedule θ(t) = θ0·γᵗ per epoch (1: constant)
     grace_temperature: float = 1.0  # arch steps and pruning only while T < this
     schedule_unit: str = "step"  # step | epoch: how often T is updated
-
+    # Collapse remedies, all off by default (docs: README "Collapse-resistant search")
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
+    partial_channels: int = 1  # PC-DARTS: 1/K of the channels enter each mixed edge (1: all)
+    edge_norm: bool | None = None  # PC-DARTS edge normalisation; None: on when partial_channels > 1
+    perturb: str = "none"  # none | uniform: SDARTS-RS noise on the alphas in the weight step
+    perturb_epsilon: float = 0.03  # half-width of the uniform noise
+    aux_skip: bool = False  # DARTS-: an identity path on every edge, its weight decaying 1 → 0
 
 @dataclass
 class OptimConfig:
@@ -72,6 +86,15 @@ class OptimConfig:
 @dataclass
 class DeriveConfig:
     k: int = 2  # parents kept per intermediate node
+    max_skip: int | None = None  # P-DARTS: at most this many skip_connect in the derived normal cell
+    method: str = "argmax"  # argmax | perturbation (DARTS-PT, for the final genotype)
+    tune_epochs: int = 1  # perturbation: epochs of supernet fine-tuning between two decisions
+
+
+@dataclass
+class DiagnosticsConfig:
+    hessian_every: int = 1  # dominant Hessian eigenvalue of L_val wrt the alphas every N epochs (0: off)
+    hessian_iters: int = 20  # power iterations (each about one backward pass)
 
 
 @dataclass
@@ -94,6 +117,7 @@ class SearchConfig:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     derive: DeriveConfig = field(default_factory=DeriveConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     seed: int = 0
@@ -147,7 +171,7 @@ def validate_search(cfg: SearchConfig) -> None:
     check(m.layers >= 1, f"model.layers must be positive, got {m.layers}")
     check(m.nodes >= 1, f"model.nodes must be positive, got {m.nodes}")
     a = cfg.algorithm
-    check(a.name in ("darts", "asap"), f"unknown algorithm.name '{a.name}'; choose darts or asap")
+    check(a.name in ("darts", "asap", "random"), f"unknown algorithm.name '{a.name}'; choose darts, asap or random")
     check(a.order in (1, 2), f"algorithm.order must be 1 or 2, got {a.order}")
     check(a.fd_epsilon > 0, f"algorithm.fd_epsilon must be positive, got {a.fd_epsilon}")
     check(a.t0 > 0, f"algorithm.t0 must be positive, got {a.t0}")
@@ -157,6 +181,21 @@ def validate_search(cfg: SearchConfig) -> None:
     check(a.grace_temperature > 0, f"algorithm.grace_temperature must be positive, got {a.grace_temperature}")
     check(a.schedule_unit in ("step", "epoch"),
            f"algorithm.schedule_unit must be step or epoch, got '{a.schedule_unit}'")
+    e = a.early_stop
+    check(e.max_skip is None or e.max_skip >= 0, f"algorithm.early_stop.max_skip must be >= 0, got {e.max_skip}")
+    check(e.stable_epochs is None or e.stable_epochs >= 1,
+          f"algorithm.early_stop.stable_epochs must be positive, got {e.stable_epochs}")
+    check(a.partial_channels >= 1 and m.channels % a.partial_channels == 0,
+          f"algorithm.partial_channels={a.partial_channels} must be a positive divisor of model.channels={m.channels}")
+    check(a.perturb in ("none", "uniform"), f"algorithm.perturb must be none or uniform, got '{a.perturb}'")
+    check(a.perturb_epsilon >= 0, f"algorithm.perturb_epsilon must be >= 0, got {a.perturb_epsilon}")
+    d = cfg.derive
+    check(d.max_skip is None or d.max_skip >= 0, f"derive.max_skip must be >= 0, got {d.max_skip}")
+    check(d.method in ("argmax", "perturbation"), f"derive.method must be argmax or perturbation, got '{d.method}'")
+    check(d.tune_epochs >= 0, f"derive.tune_epochs must be >= 0, got {d.tune_epochs}")
+    g = cfg.diagnostics
+    check(g.hessian_every >= 0, f"diagnostics.hessian_every must be >= 0, got {g.hessian_every}")
+    check(g.hessian_iters >= 1, f"diagnostics.hessian_iters must be positive, got {g.hessian_iters}")
     o = cfg.optim
     check(o.w_lr > 0 and o.alpha_lr > 0, "optim.w_lr and optim.alpha_lr must be positive")
     check(0 <= o.w_lr_min <= o.w_lr, f"optim.w_lr_min must lie in [0, w_lr], got {o.w_lr_min}")

@@ -9,6 +9,8 @@ allocated on CUDA) belongs to it alone.
 
     python scripts/bench_search.py --algorithm darts_1st,darts_2nd --batch-size 16,64 --steps 5 --warmup 1
     python scripts/bench_search.py --algorithm asap --pruned-fraction 0,0.5,0.85 --batch-size 64
+    python scripts/bench_search.py --partial-channels 1,4 --batch-size 64      # PC-DARTS memory
+    python scripts/bench_search.py --algorithm darts_1st,darts_2nd --official-style   # side-by-side baseline
 """
 
 from __future__ import annotations
@@ -44,8 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--amp", default="none", choices=["none", "bf16"])
     p.add_argument("--compile", action="store_true", help="torch.compile the supernet's forward (experimental)")
     p.add_argument("--pruned-fraction", default="0", help="asap: comma-separated fractions of ops pruned first")
+    p.add_argument("--partial-channels", default="1",
+                   help="comma-separated PC-DARTS K values (1/K of the channels through each mixed edge)")
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--official-style", action="store_true",
+                   help="time a step built like the official DARTS code's (full backward, model copy) instead")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -63,7 +69,59 @@ def prune_fraction(model, fraction: float, seed: int = 0) -> None:
                 model.arch.prune(kind, edge, op)
 
 
-def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction: float) -> dict:
+def official_style_step(run, train_batch, val_batch) -> None:
+    """A step built the way the official DARTS code builds it, on the same supernet and data, as a
+    side-by-side baseline on whatever host runs the benchmark (the reference figures in the issue
+    come from another host). Arch step: a full ``backward()`` (weight gradients included) for 1st
+    order; for 2nd order a deep copy of the model as the unrolled model, a full backward through it,
+    and two finite-difference passes that perturb the weights in place. Then our weight step.
+    """
+    import copy
+
+    import torch
+    from torch import nn
+
+    model, a_opt, w_opt = run.model, run.a_optimizer, run.w_optimizer
+    model.train()
+    x_v, y_v = val_batch
+    a_opt.zero_grad()
+    if run.cfg.algorithm.order == 1:
+        nn.functional.cross_entropy(model(x_v), y_v).backward()
+    else:
+        x_t, y_t = train_batch
+        lr = w_opt.param_groups[0]["lr"]
+        names, weights = zip(*model.named_weights())
+        loss = nn.functional.cross_entropy(model(x_t), y_t)
+        grads = torch.autograd.grad(loss, weights)
+        unrolled = copy.deepcopy(model)
+        with torch.no_grad():
+            for (name, p), g in zip(unrolled.named_weights(), grads):
+                buf = w_opt.state.get(dict(zip(names, weights))[name], {}).get("momentum_buffer")
+                step = g + 3e-4 * p + (0.9 * buf if buf is not None else 0)
+                p.sub_(lr * step)
+        unrolled.zero_grad()
+        nn.functional.cross_entropy(unrolled(x_v), y_v).backward()
+        d_alpha = [a.grad.clone() for a in unrolled.alphas()]
+        vector = [p.grad if p.grad is not None else torch.zeros_like(p) for _, p in unrolled.named_weights()]
+        eps = 0.01 / torch.cat([v.flatten() for v in vector]).norm()
+        hessian = []
+        for shift in (1, -2):  # w + εv, then w − εv
+            with torch.no_grad():
+                for p, v in zip(weights, vector):
+                    p.add_(shift * eps * v)
+            loss = nn.functional.cross_entropy(model(x_t), y_t)
+            hessian.append(torch.autograd.grad(loss, model.alphas()))
+        with torch.no_grad():  # back to w
+            for p, v in zip(weights, vector):
+                p.add_(eps * v)
+        del unrolled
+        for a, da, gp, gm in zip(model.alphas(), d_alpha, *hessian):
+            a.grad = da - lr * (gp - gm) / (2 * eps)
+    a_opt.step()
+    run.weight_step(train_batch)
+
+
+def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction: float, partial: int = 1) -> dict:
     import torch
 
     from nas.config import SearchConfig, validate_search
@@ -79,6 +137,7 @@ def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction:
     cfg.channels_last = args.channels_last
     cfg.amp = args.amp
     cfg.model.channels, cfg.model.layers = args.channels, args.layers
+    cfg.algorithm.partial_channels = partial
     cfg.log.progress, cfg.log.images, cfg.log.every_steps = False, False, 10**9
     for override in ALGORITHMS[algorithm]:
         key, value = override.split("=")
@@ -108,7 +167,10 @@ def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction:
             sync()
             start = time.perf_counter()
             with run.autocast():
-                run.algorithm.step(run, train[i], val[i])
+                if args.official_style:
+                    official_style_step(run, train[i], val[i])
+                else:
+                    run.algorithm.step(run, train[i], val[i])
             sync()
             if i >= args.warmup:
                 times.append(time.perf_counter() - start)
@@ -123,9 +185,9 @@ def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction:
     return {
         "algorithm": algorithm, "batch_size": batch_size, "device": args.device, "step_s": round(step, 4),
         "step_s_iqr": round(q[2] - q[0], 4), "images_per_s": round(batch_size / step, 2),
-        "peak_mem_mib": round(peak, 1), "pruned_fraction": fraction,
+        "peak_mem_mib": round(peak, 1), "pruned_fraction": fraction, "partial_channels": partial,
         "ops_alive": ops_alive["normal"] + ops_alive["reduce"], "channels_last": args.channels_last,
-        "amp": args.amp, "compile": args.compile, "steps": args.steps, "warmup": args.warmup,
+        "amp": args.amp, "compile": args.compile, "official_style": args.official_style, "steps": args.steps, "warmup": args.warmup,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
 
@@ -138,16 +200,18 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"unknown algorithm(s) {unknown}; choose from {', '.join(ALGORITHMS)}")
     batches = [int(b) for b in args.batch_size.split(",")]
     fractions = [float(f) for f in args.pruned_fraction.split(",")]
+    partials = [int(k) for k in args.partial_channels.split(",")]
     if args.child:
-        print(json.dumps(run_one(args, algorithms[0], batches[0], fractions[0])), flush=True)
+        print(json.dumps(run_one(args, algorithms[0], batches[0], fractions[0], partials[0])), flush=True)
         return
-    for algorithm, batch, fraction in itertools.product(algorithms, batches, fractions):
+    for algorithm, batch, fraction, partial in itertools.product(algorithms, batches, fractions, partials):
         if fraction and algorithm != "asap":
             continue
         child = [a for a in (argv if argv is not None else sys.argv[1:])]
         child = _replace(child, "--algorithm", algorithm)
         child = _replace(child, "--batch-size", str(batch))
         child = _replace(child, "--pruned-fraction", str(fraction))
+        child = _replace(child, "--partial-channels", str(partial))
         result = subprocess.run([sys.executable, __file__, *child, "--child"], capture_output=True, text=True)
         if result.returncode:
             print(json.dumps({"algorithm": algorithm, "batch_size": batch, "error": result.stderr.strip()[-500:]}))

@@ -22,6 +22,7 @@ torch.set_num_threads(2)
 TINY_SEARCH = [
     "+experiment=quickstart", "data.limit=64", "data.image_size=16", "batch_size=8", "model.channels=4",
     "model.layers=3", "epochs=2", "max_steps_per_epoch=2", "log.every_steps=1", "log.progress=false",
+    "diagnostics.hessian_every=0",
 ]
 
 

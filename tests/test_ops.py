@@ -1,5 +1,9 @@
 """Every registered op, the mixed edge's skipping rules and the supernet's reference sizes."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -84,3 +88,21 @@ def test_search_network_reference_sizes():
     with counter, torch.no_grad():
         model(torch.randn(1, 3, 32, 32))
     assert round(counter.get_total_flops() / 2 / 1e6, 2) == 300.26
+
+
+def test_factorized_reduce_survives_few_channels_in_channels_last():
+    # torch 2.14's CPU 1×1 stride-2 conv corrupts the heap on channels_last input with < 8 channels;
+    # FactorizedReduce must route around it (run in a child: a regression crashes the process).
+    code = """
+import torch
+from nas.ops import FactorizedReduce
+for c in (2, 4):
+    op = FactorizedReduce(c, c, affine=False).to(memory_format=torch.channels_last)
+    for _ in range(30):
+        x = torch.randn(8, c, 16, 16).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        op(x).square().sum().backward()
+print("survived")
+"""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_CHECK_": "3"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0 and "survived" in result.stdout, result.stderr[-500:]

@@ -27,7 +27,7 @@ def edge_inputs(nodes: int) -> list[tuple[int, int]]:
 
 class SearchCell(nn.Module):
     def __init__(self, op_names: Sequence[str], nodes: int, c_prev_prev: int, c_prev: int, channels: int,
-                 reduction: bool, reduction_prev: bool):
+                 reduction: bool, reduction_prev: bool, partial_channels: int = 1):
         super().__init__()
         self.reduction = reduction
         self.nodes = nodes
@@ -38,19 +38,23 @@ class SearchCell(nn.Module):
             self.preprocess0 = ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=False)
         self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine=False)
         self.edges = nn.ModuleList(
-            MixedEdge(op_names, channels, stride=2 if reduction and i < 2 else 1)
+            MixedEdge(op_names, channels, stride=2 if reduction and i < 2 else 1, partial_channels=partial_channels)
             for _, i in edge_inputs(nodes)
         )
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
-                alive: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
-        """``weights``: (edges × ops) op weights; ``alive``: per edge, the indices of the ops left."""
+                alive: Sequence[Sequence[int]] | None = None, edge_scales: torch.Tensor | None = None,
+                aux_skip: float = 0.0) -> torch.Tensor:
+        """``weights``: (edges × ops) op weights; ``alive``: per edge, the indices of the ops left;
+        ``edge_scales``: one factor per edge (edge normalisation) or None."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         e = 0
         for _ in range(self.nodes):
             total = None
             for h in states:
-                out = self.edges[e](h, weights[e], None if alive is None else alive[e])
+                out = self.edges[e](h, weights[e], None if alive is None else alive[e], aux_skip)
+                if edge_scales is not None:
+                    out = edge_scales[e] * out
                 total = out if total is None else total + out
                 e += 1
             states.append(total)

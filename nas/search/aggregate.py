@@ -21,24 +21,41 @@ from nas.engine import write_json
 log = logging.getLogger("nas.search")
 
 
+# Per-run figures reported as mean ± std: the final accuracy and the final collapse diagnostics.
+FIGURES = ("final_val_acc", "collapse/param_free/normal", "collapse/param_free/reduce", "alpha/entropy/normal",
+           "alpha/entropy/reduce", "hessian/eig_max")
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+        "note": "mean ± std over all runs of the sweep; max is a best-of-N figure",
+    }
+
+
 def aggregate_runs(sweep_dir: str | Path) -> dict[str, Any]:
-    """Mean and std of the final validation accuracy of every run under ``sweep_dir``."""
+    """Mean and std over every run under ``sweep_dir`` of the final validation accuracy and of the
+    last epoch's collapse diagnostics (how many parameter-free ops the derived cells hold, ...)."""
     sweep_dir = Path(sweep_dir)
     runs = []
     for summary_path in sorted(sweep_dir.glob("*/summary.json")):
         summary = json.loads(summary_path.read_text())
+        last = (summary.get("diagnostics") or [{}])[-1]
         runs.append({"run": summary_path.parent.name, "seed": summary.get("seed"),
-                     "final_val_acc": summary.get("final_val_acc"), "genotype": summary.get("genotype_text")})
+                     "final_val_acc": summary.get("final_val_acc"), "genotype": summary.get("genotype_text"),
+                     "stop_reason": summary.get("stop_reason"),
+                     **{k: v for k, v in last.items() if k in FIGURES}})
     accs = [r["final_val_acc"] for r in runs if r["final_val_acc"] is not None]
-    result: dict[str, Any] = {"runs": runs, "n": len(accs)}
-    if accs:
-        result["final_val_acc"] = {
-            "mean": statistics.fmean(accs),
-            "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-            "min": min(accs),
-            "max": max(accs),
-            "note": "mean ± std over all runs of the sweep; max is a best-of-N figure",
-        }
+    result: dict[str, Any] = {"runs": runs, "n": len(runs)}
+    for figure in FIGURES:
+        values = [r[figure] for r in runs if r.get(figure) is not None]
+        if values:
+            result[figure] = _spread(values)
+    result["n_with_accuracy"] = len(accs)
     return result
 
 
@@ -49,5 +66,8 @@ class AggregateSeeds(Callback):
         write_json(sweep_dir / "aggregate.json", result)
         if "final_val_acc" in result:
             acc = result["final_val_acc"]
-            print(f"{result['n']} runs: final val accuracy {acc['mean']:.4f} ± {acc['std']:.4f} "
+            print(f"{acc['n']} runs: final val accuracy {acc['mean']:.4f} ± {acc['std']:.4f} "
                   f"(aggregate: {sweep_dir / 'aggregate.json'})")
+        if "collapse/param_free/normal" in result:
+            free = result["collapse/param_free/normal"]
+            print(f"parameter-free ops in the normal cell: {free['mean']:.2f} ± {free['std']:.2f}")

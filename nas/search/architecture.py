@@ -5,6 +5,11 @@ checkpoint) but live apart from the network weights: the supernet exposes ``weig
 ``alphas()`` by reference for the two optimizers. The masks record which ops are still alive on
 each edge (ASAP prunes them permanently); the temperature scales the softmax (1 for DARTS).
 ``edge_weights`` is the one place where alphas become op weights.
+
+Two remedies add architecture state here: PC-DARTS edge normalisation (``edge_norm``) adds one
+learnable β per edge, turned into weights by a softmax over the edges entering the same node
+(``edge_scales``); DARTS-'s auxiliary skip has a coefficient ``aux_skip`` that the search loop sets
+from its progress each step (a schedule, not a parameter).
 """
 
 from __future__ import annotations
@@ -14,13 +19,18 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from nas.cells import edge_inputs
+
 KINDS = ("normal", "reduce")
 
 
 class Architecture(nn.Module):
-    def __init__(self, op_names: Sequence[str], edges: int, init_std: float = 1e-3):
+    def __init__(self, op_names: Sequence[str], nodes: int, init_std: float = 1e-3, edge_norm: bool = False):
         super().__init__()
         self.op_names = tuple(op_names)
+        node_of_edge = [node for node, _ in edge_inputs(nodes)]
+        self._node_sizes = [node_of_edge.count(j) for j in range(nodes)]
+        edges = len(node_of_edge)
         shape = (edges, len(self.op_names))
         # DARTS initialises alphas at 1e-3·N(0,1); ASAP at exactly 0 (init_std=0).
         self.alpha_normal = nn.Parameter(init_std * torch.randn(shape))
@@ -28,10 +38,26 @@ class Architecture(nn.Module):
         self.register_buffer("alive_normal", torch.ones(shape, dtype=torch.bool))
         self.register_buffer("alive_reduce", torch.ones(shape, dtype=torch.bool))
         self.register_buffer("temperature", torch.tensor(1.0))
+        self.edge_norm = edge_norm
+        if edge_norm:  # PC-DARTS: β = 0 at the start, i.e. all edges of a node weigh the same
+            self.beta_normal = nn.Parameter(torch.zeros(edges))
+            self.beta_reduce = nn.Parameter(torch.zeros(edges))
+        self.aux_skip = 0.0  # DARTS-: weight of the auxiliary identity path, set by the search loop
         self._alive_lists: dict[str, list[list[int]]] | None = None
 
     def alphas(self) -> dict[str, nn.Parameter]:
         return {"normal": self.alpha_normal, "reduce": self.alpha_reduce}
+
+    def betas(self) -> dict[str, nn.Parameter]:
+        """Edge-normalisation parameters (empty without ``edge_norm``)."""
+        return {"normal": self.beta_normal, "reduce": self.beta_reduce} if self.edge_norm else {}
+
+    def edge_scales(self) -> dict[str, torch.Tensor] | None:
+        """Per kind, one weight per edge: softmax of β over the edges entering the same node."""
+        if not self.edge_norm:
+            return None
+        return {kind: torch.cat([torch.softmax(part, dim=0) for part in beta.split(self._node_sizes)])
+                for kind, beta in self.betas().items()}
 
     def alive(self) -> dict[str, torch.Tensor]:
         return {"normal": self.alive_normal, "reduce": self.alive_reduce}

@@ -27,7 +27,12 @@ def search_task(cfg: DictConfig) -> float | None:
     if not launched_world().is_main:  # under torchrun, rank 0 reports
         return summary["final_val_acc"]
     print(f"\nderived genotype: {summary['genotype_text']}")
-    print(f"final val accuracy: {summary['final_val_acc']:.4f}   wall time: {summary['wall_time_s']:.1f} s")
+    if summary["final_val_acc"] is None:  # algorithm=random trains nothing
+        print(f"sampled at random (seed {summary['seed']}): retrain it with nas-train genotype={summary['run_dir']}")
+    else:
+        print(f"final val accuracy: {summary['final_val_acc']:.4f}   wall time: {summary['wall_time_s']:.1f} s")
+    if summary["stop_reason"] != "epoch limit":
+        print(f"stopped: {summary['stop_reason']}")
     print_run_location(summary["run_dir"])
     return summary["final_val_acc"]
 

@@ -40,7 +40,11 @@ from nas.ops import resolve_space
 from nas.search.algorithms import Batch, DartsAlgorithm
 from nas.search.architect import Architect
 from nas.search.derive import derive_genotype
+from nas.search.diagnostics import alpha_entropy, hessian_eig_max, param_free_counts
 from nas.search.optimizers import make_optimizers
+from nas.search.perturbation import select_by_perturbation
+from nas.search.random_genotype import sample_genotype
+from nas.search.remedies import EarlyStop, aux_skip_coefficient, perturbed_alphas
 from nas.search.supernet import Supernet
 from nas.search.weights import weight_step
 
@@ -72,6 +76,10 @@ class SearchRun:
         self.device = select_device(device or cfg.device)
         self.op_names = resolve_space(cfg.space.name, cfg.space.ops)
         self.algorithm = build_algorithm(cfg)
+        a = cfg.algorithm
+        self.edge_norm = a.partial_channels > 1 if a.edge_norm is None else a.edge_norm
+        self.early_stop = EarlyStop(a.early_stop)
+        self._hessian_batch: Batch | None = None
 
         d = cfg.data
         self.data = build_search_data(
@@ -84,6 +92,7 @@ class SearchRun:
             self.op_names, channels=m.channels, layers=m.layers, num_classes=self.data.num_classes, nodes=m.nodes,
             stem_multiplier=m.stem_multiplier, in_channels=self.data.in_channels,
             alpha_init_std=0.0 if cfg.algorithm.name == "asap" else 1e-3,
+            partial_channels=cfg.algorithm.partial_channels, edge_norm=self.edge_norm,
         )
         if cfg.sync_bn and self.world.active:
             sync_batchnorm(self.model)
@@ -119,7 +128,12 @@ class SearchRun:
 
     def weight_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         average = self.world.average_ if self.world.active else None
-        return weight_step(self.model, self.w_optimizer, batch, self.cfg.optim.grad_clip, average)
+        weights = None
+        a = self.cfg.algorithm
+        if a.perturb == "uniform":  # SDARTS-RS: the weights train for a neighbourhood of the alphas
+            with torch.no_grad():
+                weights = self.model.arch.edge_weights(perturbed_alphas(self.model.arch.alphas(), a.perturb_epsilon))
+        return weight_step(self.model, self.w_optimizer, batch, self.cfg.optim.grad_clip, average, weights)
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast when ``amp=bf16`` (a win on recent GPUs, a loss on CPUs)."""
@@ -127,14 +141,15 @@ class SearchRun:
 
     # -- evaluation and derivation --------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        """Loss and accuracy of the supernet on the whole alpha split, unaugmented, in eval mode."""
+    def evaluate(self, edge_weights: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """Loss and accuracy of the supernet on the whole alpha split, unaugmented, in eval mode
+        (``edge_weights``: with these op weights instead of the architecture's)."""
         self.world.broadcast_buffers_(self.model)  # one set of BatchNorm statistics for all ranks
         self.model.eval()
         loss, correct, count = 0.0, 0.0, 0
         for x, y in self.data.val_eval.batches(0):
             with self.autocast():
-                logits = self.model(x).float()
+                logits = self.model(x, edge_weights).float()
             loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
             correct += float((logits.argmax(1) == y).sum())
             count += len(y)
@@ -144,8 +159,25 @@ class SearchRun:
 
     def genotype(self) -> Genotype:
         with torch.no_grad():
-            weights = self.model.arch.edge_weights()
-        return derive_genotype(weights, self.op_names, self.cfg.model.nodes, self.cfg.derive.k)
+            weights, scales = self.model.arch.edge_weights(), self.model.arch.edge_scales()
+        d = self.cfg.derive
+        return derive_genotype(weights, self.op_names, self.cfg.model.nodes, d.k, d.max_skip, scales)
+
+    def diagnose(self, genotype: Genotype) -> dict[str, float]:
+        """Collapse diagnostics of this epoch: parameter-free ops in the derived cells, op-weight
+        entropy and, every ``diagnostics.hessian_every`` epochs, the dominant Hessian eigenvalue."""
+        arch = self.model.arch
+        with torch.no_grad():
+            weights, alive = arch.edge_weights(), arch.alive()
+        out: dict[str, float] = {f"collapse/param_free/{k}": n for k, n in param_free_counts(genotype).items()}
+        out.update({f"alpha/entropy/{k}": alpha_entropy(weights[k], alive[k]) for k in weights})
+        every = self.cfg.diagnostics.hessian_every
+        if every and self.epoch % every == 0:
+            if self._hessian_batch is None:  # one fixed validation batch, so epochs compare
+                self._hessian_batch = next(iter(self.data.val_eval.batches(0)))
+            out["hessian/eig_max"] = hessian_eig_max(self.model, self._hessian_batch,
+                                                     self.cfg.diagnostics.hessian_iters, tol=1e-3)
+        return out
 
     # -- epochs ---------------------------------------------------------------------------------
     def steps_per_epoch(self) -> int:
@@ -162,7 +194,10 @@ class SearchRun:
         bar = progress(range(self.step_in_epoch, steps), steps - self.step_in_epoch,
                        f"epoch {self.epoch + 1}/{self.cfg.epochs}", self.cfg.log.progress and self.world.is_main)
         every = self.cfg.checkpoint.every_steps
+        total_steps = self.cfg.epochs * steps
         for _, train_batch in zip(bar, batches):
+            if self.cfg.algorithm.aux_skip:
+                self.model.arch.aux_skip = aux_skip_coefficient(self.global_step, total_steps)
             with self.autocast():
                 metrics = self.algorithm.step(self, train_batch, next(self.val_stream))
             self.global_step += 1
@@ -198,6 +233,13 @@ class SearchRun:
         self.history.append({"epoch": self.epoch, **metrics})
         self.algorithm.on_epoch_end(self)
         genotype = self.genotype()
+        metrics.update(self.diagnose(genotype))
+        self.history[-1].update(metrics)
+        with torch.no_grad():
+            reason = self.early_stop.check(genotype, self.model.arch.edge_weights())
+        if reason and self.stop_reason is None:
+            self.stop_reason = reason
+            log.info(reason)
         step = self.global_step
         self.tb.scalars(metrics, step)
         with torch.no_grad():
@@ -240,6 +282,8 @@ class SearchRun:
                 self.epoch += 1
                 self.step_in_epoch = 0
                 genotype = self.end_epoch(train_metrics, self.timer.end_epoch())
+            if self.cfg.derive.method == "perturbation":
+                genotype = self.select_by_perturbation()
         summary = {
             "genotype": genotype.to_dict(),
             "genotype_text": genotype.to_text(),
@@ -253,6 +297,9 @@ class SearchRun:
             "seed": self.cfg.seed,
             "stop_reason": self.stop_reason or "epoch limit",
             "history": self.history,
+            "diagnostics": [{k: v for k, v in h.items() if k.split("/")[0] in ("collapse", "hessian")
+                             or k.startswith("alpha/entropy")} | {"epoch": h["epoch"]} for h in self.history],
+            "derive_method": self.cfg.derive.method,
             "device": str(self.device),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
@@ -266,6 +313,26 @@ class SearchRun:
         self.tb.close()
         return summary
 
+    def select_by_perturbation(self) -> Genotype:
+        """DARTS-PT: the final genotype from measured op contributions, fine-tuning between decisions."""
+        tune_steps = self.cfg.derive.tune_epochs * self.steps_per_epoch()
+        stream = BatchCycle(self.data.train, epoch=self.epoch)
+
+        def accuracy(weights: dict[str, torch.Tensor]) -> float:
+            return self.evaluate(weights)["acc/val"]
+
+        def tune() -> None:
+            for _ in range(tune_steps):
+                with self.autocast():
+                    self.weight_step(next(stream))
+
+        log.info("DARTS-PT selection: %d fine-tuning steps between decisions", tune_steps)
+        genotype = select_by_perturbation(self.model.arch, accuracy, tune, self.cfg.model.nodes, self.cfg.derive.k,
+                                          self.cfg.seed)
+        if self.world.is_main:
+            save_json(self.run_dir / "genotype.json", genotype, {**self.genotype_meta(), "derive_method": "perturbation"})
+        return genotype
+
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -275,6 +342,7 @@ class SearchRun:
             "a_optimizer": self.a_optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "algorithm": self.algorithm.state_dict(),
+            "early_stop": self.early_stop.state_dict(),
             "val_stream": self.val_stream.state_dict(),
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
@@ -303,6 +371,7 @@ class SearchRun:
         self.a_optimizer.load_state_dict(state["a_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.algorithm.load_state_dict(state["algorithm"])
+        self.early_stop.load_state_dict(state["early_stop"])
         self.val_stream.load_state_dict(state["val_stream"])
         self.epoch = state["epoch"]
         self.step_in_epoch = state["step_in_epoch"]
@@ -315,6 +384,35 @@ class SearchRun:
         log.info("resumed from %s at epoch %d", path, self.epoch)
 
 
+def run_random_baseline(cfg: SearchConfig, run_dir: Path, world: World) -> dict[str, Any]:
+    """``algorithm=random``: a genotype drawn uniformly under derivation's rules (k parents per node,
+    no zero op), seeded by ``seed``, written like a search's results so that "searched vs random at
+    equal retrain budget" is the same ``nas-train genotype=<run dir>`` command for both."""
+    prepare_run_dir(run_dir, cfg.overwrite, None)
+    timer = EpochTimer()
+    op_names = resolve_space(cfg.space.name, cfg.space.ops)
+    genotype = sample_genotype(op_names, cfg.model.nodes, cfg.derive.k, cfg.seed)
+    diagnostics = {f"collapse/param_free/{k}": n for k, n in param_free_counts(genotype).items()}
+    meta = {"algorithm": "random", "space": list(op_names), "seed": cfg.seed, "k": cfg.derive.k,
+            "config": summary_of(cfg)}
+    summary = {
+        "genotype": genotype.to_dict(), "genotype_text": genotype.to_text(), "epochs": 0, "steps": 0,
+        "final_val_acc": None, "final_val_loss": None, "stop_reason": "random sample", "seed": cfg.seed,
+        "run_dir": str(run_dir), "diagnostics": [{"epoch": 0, **diagnostics}], "history": [],
+        "wall_time_s": timer.wall_time, "world_size": world.size,
+    }
+    if world.is_main:
+        save_json(run_dir / "genotype.json", genotype, meta)
+        write_json(run_dir / "summary.json", summary)
+        tb = TBLogger(run_dir / "tb")
+        tb.scalars(diagnostics, 0)
+        if cfg.log.images:
+            tb.genotype(genotype, 0)
+        tb.text("genotype_final", f"```\n{genotype.to_text()}\n```", 0)
+        tb.close()
+    return summary
+
+
 def run_search(cfg: SearchConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run a whole search into ``run_dir``; returns what ``summary.json`` holds.
 
@@ -324,6 +422,8 @@ def run_search(cfg: SearchConfig, run_dir: str | Path) -> dict[str, Any]:
     """
     world, device = init_world(cfg.device)
     run_dir = world.broadcast_object(str(run_dir))
+    if cfg.algorithm.name == "random":
+        return run_random_baseline(cfg, Path(run_dir), world)
     if not cfg.resume:
         return SearchRun(cfg, run_dir, world=world, device=device).run()
     saved, state, saved_dir = resumed_config(cfg, CHECKPOINT_FORMAT, "search", search_config_from_dict)

@@ -11,14 +11,15 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from nas.cells import SearchCell, num_edges
+from nas.cells import SearchCell
 from nas.cells.layout import reduction_layers
 from nas.search.architecture import Architecture
 
 
 class Supernet(nn.Module):
     def __init__(self, op_names: Sequence[str], channels: int = 16, layers: int = 8, num_classes: int = 10,
-                 nodes: int = 4, stem_multiplier: int = 3, in_channels: int = 3, alpha_init_std: float = 1e-3):
+                 nodes: int = 4, stem_multiplier: int = 3, in_channels: int = 3, alpha_init_std: float = 1e-3,
+                 partial_channels: int = 1, edge_norm: bool = False):
         super().__init__()
         self.op_names = tuple(op_names)
         self.nodes = nodes
@@ -34,22 +35,25 @@ class Supernet(nn.Module):
             reduction = layer in reduction_layers(layers)
             if reduction:
                 c_curr *= 2
-            cells.append(SearchCell(self.op_names, nodes, c_prev_prev, c_prev, c_curr, reduction, reduction_prev))
+            cells.append(SearchCell(self.op_names, nodes, c_prev_prev, c_prev, c_curr, reduction, reduction_prev,
+                                    partial_channels))
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, nodes * c_curr
         self.cells = nn.ModuleList(cells)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
-        self.arch = Architecture(self.op_names, num_edges(nodes), init_std=alpha_init_std)
+        self.arch = Architecture(self.op_names, nodes, init_std=alpha_init_std, edge_norm=edge_norm)
 
     def forward(self, x: torch.Tensor, edge_weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Logits; ``edge_weights`` overrides the architecture's own weights (e.g. detached or perturbed)."""
         weights = self.arch.edge_weights() if edge_weights is None else edge_weights
         alive = self.arch.alive_lists()
+        scales = self.arch.edge_scales()
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
-            s0, s1 = s1, cell(s0, s1, weights[kind], None if alive is None else alive[kind])
+            s0, s1 = s1, cell(s0, s1, weights[kind], None if alive is None else alive[kind],
+                              None if scales is None else scales[kind], self.arch.aux_skip)
         return self.classifier(self.global_pooling(s1).flatten(1))
 
     def named_weights(self) -> Iterator[tuple[str, nn.Parameter]]:
@@ -64,4 +68,6 @@ class Supernet(nn.Module):
             yield p
 
     def alphas(self) -> list[nn.Parameter]:
-        return list(self.arch.alphas().values())
+        """All architecture parameters (the optimizers and the hypergradient see these): the op
+        alphas, and the edge-normalisation βs when they exist."""
+        return list(self.arch.alphas().values()) + list(self.arch.betas().values())

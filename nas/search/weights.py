@@ -11,14 +11,16 @@ from nas.search.supernet import Supernet
 
 
 def weight_step(model: Supernet, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor],
-                grad_clip: float, average: Callable[[list], None] | None = None) -> dict[str, torch.Tensor]:
+                grad_clip: float, average: Callable[[list], None] | None = None,
+                edge_weights: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """One SGD step of the weights. The op weights are computed without a graph, so the backward
     pass never reaches the alphas (their gradient is not needed here). ``average`` averages the
-    gradients over data-parallel ranks in place, before clipping, so every rank takes the same step."""
+    gradients over data-parallel ranks in place, before clipping, so every rank takes the same step.
+    ``edge_weights`` replaces the architecture's own op weights (SDARTS' perturbed alphas)."""
     model.train()
     x, y = batch
     with torch.no_grad():
-        fixed = model.arch.edge_weights()
+        fixed = model.arch.edge_weights() if edge_weights is None else edge_weights
     logits = model(x, fixed)
     loss = nn.functional.cross_entropy(logits, y)
     optimizer.zero_grad(set_to_none=True)
