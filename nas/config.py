@@ -128,6 +128,7 @@ class SearchConfig:
     threads: int | None = None  # torch CPU threads; None: torch's default
     channels_last: bool = True
     amp: str = "none"  # none | bf16 (autocast; pays on CUDA, not on CPU)
+    recompute: bool = False  # recompute cell activations in backward: less memory, one more forward per step
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch, not each rank's slice
     overwrite: bool = False
     resume: str | None = None

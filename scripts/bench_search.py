@@ -18,12 +18,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 ALGORITHMS = {
     "darts_1st": ["algorithm=darts_1st"],
@@ -50,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated PC-DARTS K values (1/K of the channels through each mixed edge)")
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--recompute", action="store_true", help="recompute cell activations in backward (less memory)")
     p.add_argument("--official-style", action="store_true",
                    help="time a step built like the official DARTS code's (full backward, model copy) instead")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -124,6 +122,7 @@ def official_style_step(run, train_batch, val_batch) -> None:
 def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction: float, partial: int = 1) -> dict:
     import torch
 
+    from nas.benchmark import step_figures, time_steps
     from nas.config import SearchConfig, validate_search
     from nas.search.loop import SearchRun
 
@@ -138,6 +137,7 @@ def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction:
     cfg.amp = args.amp
     cfg.model.channels, cfg.model.layers = args.channels, args.layers
     cfg.algorithm.partial_channels = partial
+    cfg.recompute = args.recompute
     cfg.log.progress, cfg.log.images, cfg.log.every_steps = False, False, 10**9
     for override in ALGORITHMS[algorithm]:
         key, value = override.split("=")
@@ -159,33 +159,21 @@ def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction:
                              f"{run.data.train.num_images}")
         train = list(itertools.islice(run.data.train.batches(0), n))
         val = [next(run.val_stream) for _ in range(n)]
-        sync = torch.cuda.synchronize if run.device.type == "cuda" else (lambda: None)
-        if run.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        times = []
-        for i in range(n):
-            sync()
-            start = time.perf_counter()
+
+        def step(i: int) -> None:
             with run.autocast():
                 if args.official_style:
                     official_style_step(run, train[i], val[i])
                 else:
                     run.algorithm.step(run, train[i], val[i])
-            sync()
-            if i >= args.warmup:
-                times.append(time.perf_counter() - start)
             run.global_step += 1
+
+        times = time_steps(step, args.steps, args.warmup, run.device)
+        figures = step_figures(times, batch_size, run.device)
         ops_alive = run.model.arch.ops_alive()
-        if run.device.type == "cuda":
-            peak = torch.cuda.max_memory_allocated() / 2**20
-        else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    step = statistics.median(times)
     return {
-        "algorithm": algorithm, "batch_size": batch_size, "device": args.device, "step_s": round(step, 4),
-        "step_s_iqr": round(q[2] - q[0], 4), "images_per_s": round(batch_size / step, 2),
-        "peak_mem_mib": round(peak, 1), "pruned_fraction": fraction, "partial_channels": partial,
+        "algorithm": algorithm, "batch_size": batch_size, "device": args.device, **figures,
+        "pruned_fraction": fraction, "partial_channels": partial, "recompute": args.recompute,
         "ops_alive": ops_alive["normal"] + ops_alive["reduce"], "channels_last": args.channels_last,
         "amp": args.amp, "compile": args.compile, "official_style": args.official_style, "steps": args.steps, "warmup": args.warmup,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -193,6 +181,8 @@ def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from nas.benchmark import with_flag
+
     args = parse_args(argv)
     algorithms = args.algorithm.split(",")
     unknown = [a for a in algorithms if a not in ALGORITHMS]
@@ -208,31 +198,15 @@ def main(argv: list[str] | None = None) -> None:
         if fraction and algorithm != "asap":
             continue
         child = [a for a in (argv if argv is not None else sys.argv[1:])]
-        child = _replace(child, "--algorithm", algorithm)
-        child = _replace(child, "--batch-size", str(batch))
-        child = _replace(child, "--pruned-fraction", str(fraction))
-        child = _replace(child, "--partial-channels", str(partial))
+        child = with_flag(child, "--algorithm", algorithm)
+        child = with_flag(child, "--batch-size", str(batch))
+        child = with_flag(child, "--pruned-fraction", str(fraction))
+        child = with_flag(child, "--partial-channels", str(partial))
         result = subprocess.run([sys.executable, __file__, *child, "--child"], capture_output=True, text=True)
         if result.returncode:
             print(json.dumps({"algorithm": algorithm, "batch_size": batch, "error": result.stderr.strip()[-500:]}))
         else:
             print(result.stdout.strip().splitlines()[-1], flush=True)
-
-
-def _replace(argv: list[str], flag: str, value: str) -> list[str]:
-    """argv with ``flag`` set to ``value`` (in either ``--flag v`` or ``--flag=v`` form)."""
-    out, skip = [], False
-    for i, arg in enumerate(argv):
-        if skip:
-            skip = False
-            continue
-        if arg == flag:
-            skip = i + 1 < len(argv)
-            continue
-        if arg.startswith(flag + "="):
-            continue
-        out.append(arg)
-    return [*out, flag, value]
 
 
 if __name__ == "__main__":

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
 import subprocess
 import sys
-import time
 from typing import NoReturn
 
 GENOTYPE = "DARTS_V2"
@@ -94,6 +91,7 @@ def run_one(args: argparse.Namespace, model_name: str, batch_size: int) -> dict:
     import torch
     from torch import nn
 
+    from nas.benchmark import step_figures, time_steps
     from nas.engine import select_device
     from nas.genotype import PUBLISHED
     from nas.train.loop import sgd_step
@@ -117,39 +115,22 @@ def run_one(args: argparse.Namespace, model_name: str, batch_size: int) -> dict:
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     net = torch.compile(model) if cfg.compile else model
 
-    def train_step(x: torch.Tensor, y: torch.Tensor) -> None:
+    def train_step(i: int) -> None:
         """``nas-train``'s own step (single process), at the final drop-path probability."""
-        sgd_step(net, model, optimizer, criterion, (x, y), cfg.drop_path_prob, cfg)
+        sgd_step(net, model, optimizer, criterion, batches[i], cfg.drop_path_prob, cfg)
 
     n = args.warmup + args.steps
     size = cfg.data.image_size
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     batches = [(torch.randn(batch_size, 3, size, size, device=device).contiguous(memory_format=memory_format),
                 torch.randint(num_classes, (batch_size,), device=device)) for _ in range(n)]
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for i, (x, y) in enumerate(batches):
-        sync()
-        start = time.perf_counter()
-        train_step(x, y)
-        sync()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    step = statistics.median(times)
+    figures = step_figures(time_steps(train_step, args.steps, args.warmup, device), batch_size, device)
     return {
         "model": model_name, "genotype": GENOTYPE, "batch_size": batch_size, "image_size": size,
         "channels": m.channels, "layers": m.layers, "auxiliary": m.auxiliary, "num_classes": num_classes,
         "device": str(device), "amp": args.amp, "compile": args.compile, "channels_last": cfg.channels_last,
         "drop_path_prob": cfg.drop_path_prob, "aux_weight": cfg.aux_weight, "label_smoothing": cfg.label_smoothing,
-        "step_s": round(step, 4), "step_s_iqr": round(q[2] - q[0], 4), "images_per_s": round(batch_size / step, 2),
-        "peak_mem_mib": round(peak, 1), "params": params, "aux_params": aux_params,
+        **figures, "params": params, "aux_params": aux_params,
         "steps": args.steps, "warmup": args.warmup, "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
 
@@ -160,6 +141,8 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from nas.benchmark import with_flag
+
     args = parse_args(argv)
     models = [m.strip() for m in args.model.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
@@ -192,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     base = list(argv if argv is not None else sys.argv[1:])
     for model, batch in runs:
-        child = _replace(_replace(base, "--model", model), "--batch-size", str(batch))
+        child = with_flag(with_flag(base, "--model", model), "--batch-size", str(batch))
         result = subprocess.run([sys.executable, __file__, *child, "--child"], capture_output=True, text=True)
         lines = result.stdout.strip().splitlines()
         if result.returncode or not lines:
@@ -200,22 +183,6 @@ def main(argv: list[str] | None = None) -> None:
             reason = errors[-1].strip() if errors else f"exit status {result.returncode}"
             fail(f"bench_train: model={model} batch_size={batch} failed: {reason}", 1)
         print(lines[-1], flush=True)
-
-
-def _replace(argv: list[str], flag: str, value: str) -> list[str]:
-    """argv with ``flag`` set to ``value`` (in either ``--flag v`` or ``--flag=v`` form)."""
-    out, skip = [], False
-    for i, arg in enumerate(argv):
-        if skip:
-            skip = False
-            continue
-        if arg == flag:
-            skip = i + 1 < len(argv)
-            continue
-        if arg.startswith(flag + "="):
-            continue
-        out.append(arg)
-    return [*out, flag, value]
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ def main() -> None:
     p.add_argument("--out", default=None, help="where the run directories go (default: a temporary folder)")
     p.add_argument("--only", default=None, help="comma-separated substrings: run only the matching variants")
     args = p.parse_args()
+    from nas.search.aggregate import final_param_free
+
     out = Path(args.out or tempfile.mkdtemp(prefix="collapse_table_"))
     rows = []
     for i, (name, extra) in enumerate(VARIANTS.items()):
@@ -53,10 +55,10 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
             continue
         summary = json.loads((run_dir / "summary.json").read_text())
-        last = summary["diagnostics"][-1]
+        free = final_param_free(summary)  # of the reported genotype (after DARTS-PT selection, if any)
         rows.append({
-            "variant": name, "param_free_normal": last["collapse/param_free/normal"],
-            "param_free_reduce": last["collapse/param_free/reduce"], "final_val_acc": summary["final_val_acc"],
+            "variant": name, "param_free_normal": free["collapse/param_free/normal"],
+            "param_free_reduce": free["collapse/param_free/reduce"], "final_val_acc": summary["final_val_acc"],
             "epochs": summary["epochs"], "stop_reason": summary["stop_reason"],
             "wall_time_s": round(summary["wall_time_s"], 1), "genotype": summary["genotype_text"],
         })

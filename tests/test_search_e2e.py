@@ -64,3 +64,21 @@ def test_same_seed_same_alphas(tmp_path, tiny_search_config):
     a = json.loads((tmp_path / "a" / "genotype.json").read_text())["meta"]["alphas"]
     b = json.loads((tmp_path / "b" / "genotype.json").read_text())["meta"]["alphas"]
     assert a == b
+
+
+def test_recompute_gives_the_same_search(tmp_path, tiny_search_config):
+    # Activation recomputation trades memory for time; the numbers must not change (2nd order too,
+    # whose functional_call passes must store their cells instead).
+    runs = {}
+    for recompute in ("false", "true"):
+        run_search(tiny_search_config("algorithm=darts_2nd", "epochs=1", "log.images=false", f"recompute={recompute}"),
+                   tmp_path / recompute)
+        runs[recompute] = json.loads((tmp_path / recompute / "genotype.json").read_text())["meta"]["alphas"]
+    for kind in ("normal", "reduce"):
+        torch.testing.assert_close(torch.tensor(runs["true"][kind]), torch.tensor(runs["false"][kind]),
+                                   rtol=0, atol=1e-6)
+    # BatchNorm running statistics are updated once per forward, not again when a cell is recomputed.
+    states = {r: torch.load(tmp_path / r / "checkpoints" / "last.pt", weights_only=True)["model"] for r in runs}
+    for name, value in states["false"].items():
+        if "running" in name:
+            torch.testing.assert_close(states["true"][name], value, rtol=1e-4, atol=1e-5)

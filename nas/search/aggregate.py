@@ -17,6 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from nas.engine import write_json
+from nas.search.diagnostics import param_free_count
 
 log = logging.getLogger("nas.search")
 
@@ -37,6 +38,13 @@ def _spread(values: list[float]) -> dict[str, Any]:
     }
 
 
+def final_param_free(summary: dict[str, Any]) -> dict[str, int]:
+    """Parameter-free ops in the cells a run reports (after DARTS-PT selection, when it ran)."""
+    genotype = summary.get("genotype") or {}
+    return {f"collapse/param_free/{kind}": param_free_count(genotype[kind]) for kind in ("normal", "reduce")
+            if kind in genotype}
+
+
 def aggregate_runs(sweep_dir: str | Path) -> dict[str, Any]:
     """Mean and std over every run under ``sweep_dir`` of the final validation accuracy and of the
     last epoch's collapse diagnostics (how many parameter-free ops the derived cells hold, ...)."""
@@ -48,7 +56,8 @@ def aggregate_runs(sweep_dir: str | Path) -> dict[str, Any]:
         runs.append({"run": summary_path.parent.name, "seed": summary.get("seed"),
                      "final_val_acc": summary.get("final_val_acc"), "genotype": summary.get("genotype_text"),
                      "stop_reason": summary.get("stop_reason"),
-                     **{k: v for k, v in last.items() if k in FIGURES}})
+                     **{k: v for k, v in last.items() if k in FIGURES},
+                     **final_param_free(summary)})
     accs = [r["final_val_acc"] for r in runs if r["final_val_acc"] is not None]
     result: dict[str, Any] = {"runs": runs, "n": len(runs)}
     for figure in FIGURES:

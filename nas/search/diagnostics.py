@@ -81,7 +81,8 @@ def hessian_eig_max(model: nn.Module, batch: Sequence[torch.Tensor], iters: int,
     try:
         with torch.random.fork_rng(devices=devices), torch.enable_grad():
             model.train()
-            loss = loss_fn(model(x), y)
+            # Double backward through recomputed (checkpointed) cells is not supported: store them.
+            loss = loss_fn(model(x, recompute=False) if hasattr(model, "recompute") else model(x), y)
             # An alpha set no cell uses (no normal cell when layers <= 2) has no gradient: its
             # Hessian rows are zero, so it is left out of the products and gets zeros.
             grads = torch.autograd.grad(loss, alphas, create_graph=True, allow_unused=True)

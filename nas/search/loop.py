@@ -92,7 +92,7 @@ class SearchRun:
             self.op_names, channels=m.channels, layers=m.layers, num_classes=self.data.num_classes, nodes=m.nodes,
             stem_multiplier=m.stem_multiplier, in_channels=self.data.in_channels,
             alpha_init_std=0.0 if cfg.algorithm.name == "asap" else 1e-3,
-            partial_channels=cfg.algorithm.partial_channels, edge_norm=self.edge_norm,
+            partial_channels=cfg.algorithm.partial_channels, edge_norm=self.edge_norm, recompute=cfg.recompute,
         )
         if cfg.sync_bn and self.world.active:
             sync_batchnorm(self.model)

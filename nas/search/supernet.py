@@ -6,21 +6,56 @@ are non-affine (the official search setting), so the only learnable scales are t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
+from torch.func import functional_call
+from torch.utils.checkpoint import checkpoint
 
 from nas.cells import SearchCell
 from nas.cells.layout import reduction_layers
 from nas.search.architecture import Architecture
 
 
+def _recomputable(cell: nn.Module) -> Callable[..., torch.Tensor]:
+    """``cell`` as a function for ``checkpoint`` that recomputes exactly what the first pass computed.
+
+    The parameters in place now are captured and swapped in again for the recomputation: under
+    ``torch.func.functional_call`` (the unrolled 2nd-order passes) they are not the module's own,
+    which are back by the time backward runs. The recomputation also leaves the BatchNorm running
+    statistics alone, so a recomputed step updates them once, as a stored one does.
+    """
+    params = dict(cell.named_parameters())
+    calls = 0
+
+    def run(*args: Any) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return functional_call(cell, params, args)
+        norms = [m for m in cell.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.momentum = 0.0  # running = (1 - 0)·running + 0·batch: unchanged
+        try:
+            return functional_call(cell, params, args)
+        finally:
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
+
+    return run
+
+
 class Supernet(nn.Module):
     def __init__(self, op_names: Sequence[str], channels: int = 16, layers: int = 8, num_classes: int = 10,
                  nodes: int = 4, stem_multiplier: int = 3, in_channels: int = 3, alpha_init_std: float = 1e-3,
-                 partial_channels: int = 1, edge_norm: bool = False):
+                 partial_channels: int = 1, edge_norm: bool = False, recompute: bool = False):
         super().__init__()
+        # Recompute each cell's activations in backward instead of storing them (activation
+        # checkpointing): peak memory falls to about one cell's activations, for one more forward.
+        self.recompute = recompute
         self.op_names = tuple(op_names)
         self.nodes = nodes
         c_curr = stem_multiplier * channels
@@ -44,16 +79,24 @@ class Supernet(nn.Module):
         self.classifier = nn.Linear(c_prev, num_classes)
         self.arch = Architecture(self.op_names, nodes, init_std=alpha_init_std, edge_norm=edge_norm)
 
-    def forward(self, x: torch.Tensor, edge_weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Logits; ``edge_weights`` overrides the architecture's own weights (e.g. detached or perturbed)."""
+    def forward(self, x: torch.Tensor, edge_weights: dict[str, torch.Tensor] | None = None,
+                recompute: bool | None = None) -> torch.Tensor:
+        """Logits; ``edge_weights`` overrides the architecture's own weights (e.g. detached or perturbed).
+
+        ``recompute`` overrides the supernet's own setting for one call (double backward, as the
+        Hessian diagnostic needs, goes through stored activations).
+        """
+        recompute = (self.recompute if recompute is None else recompute) and torch.is_grad_enabled()
         weights = self.arch.edge_weights() if edge_weights is None else edge_weights
         alive = self.arch.alive_lists()
         scales = self.arch.edge_scales()
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
-            s0, s1 = s1, cell(s0, s1, weights[kind], None if alive is None else alive[kind],
-                              None if scales is None else scales[kind], self.arch.aux_skip)
+            args = (s0, s1, weights[kind], None if alive is None else alive[kind],
+                    None if scales is None else scales[kind], self.arch.aux_skip)
+            s0, s1 = s1, (checkpoint(_recomputable(cell), *args, use_reentrant=False) if recompute
+                          else cell(*args))
         return self.classifier(self.global_pooling(s1).flatten(1))
 
     def named_weights(self) -> Iterator[tuple[str, nn.Parameter]]:
