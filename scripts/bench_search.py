@@ -146,6 +146,12 @@ def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction:
         else:
             setattr(cfg.algorithm, key.split(".")[1], float(value))
     validate_search(cfg)
+    if args.official_style:  # the official code's dilated convs: plain nn.Conv2d
+        from torch import nn
+
+        from nas.ops.primitives import DilatedDepthwiseConv2d
+
+        DilatedDepthwiseConv2d.forward = nn.Conv2d.forward
     with tempfile.TemporaryDirectory() as run_dir:
         run = SearchRun(cfg, run_dir)
         if fraction:

@@ -106,3 +106,24 @@ print("survived")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_CHECK_": "3"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0 and "survived" in result.stdout, result.stderr[-500:]
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [8, 9])
+def test_phase_dilated_conv_equals_the_dilated_conv(kernel, stride, size):
+    from torch import nn
+
+    from nas.ops.primitives import DilatedDepthwiseConv2d
+
+    torch.manual_seed(0)
+    conv = DilatedDepthwiseConv2d(6, 6, kernel, stride=stride, padding=kernel - 1, dilation=2, groups=6,
+                                  bias=False).double()
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(3, 6, size, size, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_(True)
+        out, ref = conv(x), nn.Conv2d.forward(conv, x)
+        torch.testing.assert_close(out, ref)
+        grads = torch.autograd.grad(out.square().sum(), (x, conv.weight))
+        expected = torch.autograd.grad(ref.square().sum(), (x, conv.weight))
+        for g, e in zip(grads, expected):
+            torch.testing.assert_close(g, e)
