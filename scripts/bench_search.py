@@ -88,13 +88,13 @@ def official_style_step(run, train_batch, val_batch) -> None:
     else:
         x_t, y_t = train_batch
         lr = w_opt.param_groups[0]["lr"]
-        names, weights = zip(*model.named_weights())
+        weights = list(model.weights())
         loss = nn.functional.cross_entropy(model(x_t), y_t)
         grads = torch.autograd.grad(loss, weights)
         unrolled = copy.deepcopy(model)
+        buffers = [w_opt.state.get(p, {}).get("momentum_buffer") for p in weights]
         with torch.no_grad():
-            for (name, p), g in zip(unrolled.named_weights(), grads):
-                buf = w_opt.state.get(dict(zip(names, weights))[name], {}).get("momentum_buffer")
+            for (_, p), g, buf in zip(unrolled.named_weights(), grads, buffers):
                 step = g + 3e-4 * p + (0.9 * buf if buf is not None else 0)
                 p.sub_(lr * step)
         unrolled.zero_grad()

@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from nas.engine import write_json
-from nas.search.diagnostics import param_free_count
+from nas.search.diagnostics import param_free_scalars
 
 log = logging.getLogger("nas.search")
 
@@ -40,9 +40,7 @@ def _spread(values: list[float]) -> dict[str, Any]:
 
 def final_param_free(summary: dict[str, Any]) -> dict[str, int]:
     """Parameter-free ops in the cells a run reports (after DARTS-PT selection, when it ran)."""
-    genotype = summary.get("genotype") or {}
-    return {f"collapse/param_free/{kind}": param_free_count(genotype[kind]) for kind in ("normal", "reduce")
-            if kind in genotype}
+    return param_free_scalars(summary.get("genotype") or {})
 
 
 def aggregate_runs(sweep_dir: str | Path) -> dict[str, Any]:

@@ -10,7 +10,7 @@ living in its body. None of them changes the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -30,9 +30,16 @@ def param_free_count(pairs: Iterable[Pair]) -> int:
     return sum(1 for op, _ in pairs if get_op(op).parameter_free)
 
 
-def param_free_counts(genotype: Genotype) -> dict[str, int]:
-    """``param_free_count`` of the normal and the reduction cell, keyed like the alphas."""
-    return {"normal": param_free_count(genotype.normal), "reduce": param_free_count(genotype.reduce)}
+def param_free_counts(genotype: Genotype | Mapping[str, Iterable[Pair]]) -> dict[str, int]:
+    """``param_free_count`` of the normal and the reduction cell, keyed like the alphas; takes a
+    ``Genotype`` or its dict form (``genotype.json``, ``summary.json``)."""
+    cells = genotype.to_dict() if isinstance(genotype, Genotype) else genotype
+    return {kind: param_free_count(cells[kind]) for kind in ("normal", "reduce") if kind in cells}
+
+
+def param_free_scalars(genotype: Genotype | Mapping[str, Iterable[Pair]]) -> dict[str, int]:
+    """``param_free_counts`` under their TensorBoard / summary.json tags, ``collapse/param_free/<kind>``."""
+    return {f"collapse/param_free/{kind}": n for kind, n in param_free_counts(genotype).items()}
 
 
 def alpha_entropy(weights: torch.Tensor, alive: torch.Tensor | None = None) -> float:

@@ -40,7 +40,7 @@ from nas.ops import resolve_space
 from nas.search.algorithms import Batch, DartsAlgorithm
 from nas.search.architect import Architect
 from nas.search.derive import derive_genotype
-from nas.search.diagnostics import alpha_entropy, hessian_eig_max, param_free_counts
+from nas.search.diagnostics import alpha_entropy, hessian_eig_max, param_free_scalars
 from nas.search.optimizers import make_optimizers
 from nas.search.perturbation import select_by_perturbation
 from nas.search.random_genotype import sample_genotype
@@ -127,13 +127,12 @@ class SearchRun:
         return self.architect.step(train_batch, val_batch, self.weight_lr)
 
     def weight_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        average = self.world.average_ if self.world.active else None
         weights = None
         a = self.cfg.algorithm
         if a.perturb == "uniform":  # SDARTS-RS: the weights train for a neighbourhood of the alphas
             with torch.no_grad():
                 weights = self.model.arch.edge_weights(perturbed_alphas(self.model.arch.alphas(), a.perturb_epsilon))
-        return weight_step(self.model, self.w_optimizer, batch, self.cfg.optim.grad_clip, average, weights)
+        return weight_step(self.model, self.w_optimizer, batch, self.cfg.optim.grad_clip, self.world.average_, weights)
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast when ``amp=bf16`` (a win on recent GPUs, a loss on CPUs)."""
@@ -163,13 +162,11 @@ class SearchRun:
         d = self.cfg.derive
         return derive_genotype(weights, self.op_names, self.cfg.model.nodes, d.k, d.max_skip, scales)
 
-    def diagnose(self, genotype: Genotype) -> dict[str, float]:
+    def diagnose(self, genotype: Genotype, weights: dict[str, torch.Tensor],
+                 alive: dict[str, torch.Tensor]) -> dict[str, float]:
         """Collapse diagnostics of this epoch: parameter-free ops in the derived cells, op-weight
         entropy and, every ``diagnostics.hessian_every`` epochs, the dominant Hessian eigenvalue."""
-        arch = self.model.arch
-        with torch.no_grad():
-            weights, alive = arch.edge_weights(), arch.alive()
-        out: dict[str, float] = {f"collapse/param_free/{k}": n for k, n in param_free_counts(genotype).items()}
+        out: dict[str, float] = dict(param_free_scalars(genotype))
         out.update({f"alpha/entropy/{k}": alpha_entropy(weights[k], alive[k]) for k in weights})
         every = self.cfg.diagnostics.hessian_every
         if every and self.epoch % every == 0:
@@ -230,20 +227,18 @@ class SearchRun:
 
     def end_epoch(self, train_metrics: dict[str, float], epoch_time: float) -> Genotype:
         metrics = {**train_metrics, **self.evaluate(), "lr/weights": self.weight_lr, "time/epoch_s": epoch_time}
-        self.history.append({"epoch": self.epoch, **metrics})
         self.algorithm.on_epoch_end(self)
         genotype = self.genotype()
-        metrics.update(self.diagnose(genotype))
-        self.history[-1].update(metrics)
         with torch.no_grad():
-            reason = self.early_stop.check(genotype, self.model.arch.edge_weights())
+            weights, alive = self.model.arch.edge_weights(), self.model.arch.alive()
+        metrics.update(self.diagnose(genotype, weights, alive))
+        self.history.append({"epoch": self.epoch, **metrics})
+        reason = self.early_stop.check(genotype, weights)
         if reason and self.stop_reason is None:
             self.stop_reason = reason
             log.info(reason)
         step = self.global_step
         self.tb.scalars(metrics, step)
-        with torch.no_grad():
-            weights, alive = self.model.arch.edge_weights(), self.model.arch.alive()
         self.tb.alphas(weights, self.op_names, step, alive=alive)
         if self.cfg.log.images:
             self.tb.alpha_images(weights, self.op_names, step, alive=alive)
@@ -392,7 +387,7 @@ def run_random_baseline(cfg: SearchConfig, run_dir: Path, world: World) -> dict[
     timer = EpochTimer()
     op_names = resolve_space(cfg.space.name, cfg.space.ops)
     genotype = sample_genotype(op_names, cfg.model.nodes, cfg.derive.k, cfg.seed)
-    diagnostics = {f"collapse/param_free/{k}": n for k, n in param_free_counts(genotype).items()}
+    diagnostics = param_free_scalars(genotype)
     meta = {"algorithm": "random", "space": list(op_names), "seed": cfg.seed, "k": cfg.derive.k,
             "config": summary_of(cfg)}
     summary = {
