@@ -8,6 +8,7 @@ plain dicts of tensors and Python scalars so that ``torch.load(weights_only=True
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import tempfile
@@ -20,6 +21,9 @@ import torch
 
 from nas.errors import CheckpointError
 
+_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it), then put back
+os.umask(_UMASK)
+
 
 def _atomic_write(path: str | Path, write: Callable[[str], None], keep_previous: Path | None = None) -> None:
     """Write through a temporary file renamed over ``path``; with ``keep_previous``, the old file is
@@ -29,6 +33,7 @@ def _atomic_write(path: str | Path, write: Callable[[str], None], keep_previous:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; results are as readable as any file
         write(tmp)
         if keep_previous is not None and path.exists():
             os.replace(path, keep_previous)
@@ -46,6 +51,22 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             os.fsync(fh.fileno())
 
     _atomic_write(path, write)
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    """A result file (``summary.json``, ...) written atomically; NaN is refused, never written."""
+    try:
+        text = json.dumps(payload, indent=2, default=float, allow_nan=False)
+    except ValueError:
+        raise ValueError(f"refusing to write a non-finite number into {path}") from None
+    atomic_write_text(path, text + "\n")
+
+
+def remove_temporary_files(folder: str | Path) -> None:
+    """Delete the temporary files of writes that a killed process never finished (``.<name>.*.tmp``)."""
+    folder = Path(folder)
+    for tmp in [*folder.glob(".*.tmp"), *folder.glob("checkpoints/.*.tmp")]:
+        tmp.unlink(missing_ok=True)
 
 
 def save(path: str | Path, state: dict[str, Any]) -> None:
@@ -80,9 +101,17 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({reason})") from None
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" in str(exc) or "Unsupported global" in str(exc):  # a class or function, not data
+            raise CheckpointError(f"checkpoint {path} was refused: it holds objects other than tensors and plain "
+                                  "data (code could run on loading it), so it was not loaded") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({_first_line(exc)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, RecursionError, MemoryError) as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({_first_line(exc)})") from None
     if not isinstance(state, dict) or "format" not in state:
         raise CheckpointError(f"{path} is not a checkpoint written by nas")
     return state
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,143 +1,98 @@
-"""Structured configs: the schema behind ``configs/`` and the start-up validation of every value.
+"""The config layer: schema pieces shared by every command, and declared limits for every value.
 
-Hydra composes the YAML groups in ``configs/`` on top of these dataclasses, so a misspelt key or a
-value of the wrong type fails during composition; ``validate_*`` then checks the ranges that types
-cannot express. Everything here fails with a one-line ``ConfigError`` (exit code 2) before any data
-is loaded or any output is written.
+Every field of every config dataclass states its valid range where it is declared (``option(...)``:
+bounds, choices, or ``free`` with the reason it needs none). ``check_limits`` walks a config and
+enforces them all with one generic rule, so a field added later is range-checked — and covered by
+the generated bad-input table in the tests — without anyone writing a check by hand. What one field
+cannot say alone (``w_lr_min <= w_lr``, a divisor of the channels) is a ``validate()`` method of
+its dataclass. Everything fails as a one-line ``ConfigError`` (exit code 2) before any data is
+loaded or any output is written.
+
+This module is a leaf: it knows no search or training code.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from nas.data.datasets import DATASETS
 from nas.errors import ConfigError
 
-
-@dataclass
-class DataConfig:
-    name: str = "cifar10"  # sample | cifar10 | cifar100 | imagefolder | synthetic (random, for benchmarks)
-    root: str | None = None  # required for cifar10/cifar100/imagefolder (their group files set it)
-    download: bool = False
-    train_portion: float = 0.5  # share of the train set for the weights; the rest trains the alphas
-    image_size: int = 32
-    limit: int | None = None  # use only this many training images (quick runs)
+MAX_SEED = 2**63 - 1
 
 
-@dataclass
-class SpaceConfig:
-    name: str = "darts"  # a registered search space
-    ops: list[str] | None = None  # a custom list of registered ops instead of the named space
+def option(default: Any = MISSING, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+           lt: float | None = None, choices: tuple[Any, ...] | None = None, pattern: str | None = None,
+           free: str | None = None, factory: Callable[[], Any] | None = None, each: bool = False) -> Any:
+    """A dataclass field with its limits: ``ge``/``gt``/``le``/``lt`` bounds, ``choices``, a regex
+    ``pattern``, or ``free`` (why the value needs no limit). ``each``: the limits apply to every
+    element of a list. ``None`` is always accepted for fields whose default is None (it means off)."""
+    limits = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, pattern=pattern, free=free,
+                                     each=each).items() if v is not None and v is not False}
+    if not limits:
+        raise TypeError("option() needs limits, or free='why no limit applies'")
+    if factory is not None:
+        return field(default_factory=factory, metadata={"limits": limits})
+    return field(default=default, metadata={"limits": limits})
 
 
-@dataclass
-class SupernetConfig:
-    channels: int = 16
-    layers: int = 8
-    nodes: int = 4
-    stem_multiplier: int = 3
+def describe(limits: dict[str, Any]) -> str:
+    """The limits in words: 'in [0, 1)', 'one of a, b', '>= 1'."""
+    if "choices" in limits:
+        return "one of " + ", ".join(str(c) for c in limits["choices"])
+    if "pattern" in limits:
+        return f"of the form {limits['pattern']}"
+    low = ("[", limits["ge"]) if "ge" in limits else ("(", limits["gt"]) if "gt" in limits else None
+    high = ("]", limits["le"]) if "le" in limits else (")", limits["lt"]) if "lt" in limits else None
+    if low and high:
+        return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
+    if low:
+        return f"{'>=' if low[0] == '[' else '>'} {low[1]}"
+    if high:
+        return f"{'<=' if high[0] == ']' else '<'} {high[1]}"
+    return "valid"
 
 
-@dataclass
-class EarlyStopConfig:
-    """DARTS+ (Liang et al., 2019): end the search before the derived cell collapses."""
-
-    max_skip: int | None = None  # stop once the derived normal cell holds this many skip_connect
-    stable_epochs: int | None = None  # stop once the argmax ops have not changed for this many epochs
-
-
-@dataclass
-class AlgorithmConfig:
-    name: str = "darts"  # darts | asap | random (a uniformly sampled genotype: the baseline)
-    order: int = 1  # 1: first order, 2: unrolled second order
-    fd_epsilon: float = 0.01  # finite-difference step of the 2nd-order hypergradient (DARTS: 0.01)
-    # ASAP (used when name == asap)
-    t0: float = 1.6
-    beta: float = 0.95  # temperature decay per epoch, whatever the schedule unit
-    threshold: float | None = None  # prune below this weight; None: 0.4 / |ops|
-    threshold_gamma: float = 1.0  # optional threshold schedule θ(t) = θ0·γᵗ per epoch (1: constant)
-    grace_temperature: float = 1.0  # arch steps and pruning only while T < this
-    schedule_unit: str = "step"  # step | epoch: how often T is updated
-    # Collapse remedies, all off by default (docs: README "Collapse-resistant search")
-    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
-    partial_channels: int = 1  # PC-DARTS: 1/K of the channels enter each mixed edge (1: all)
-    edge_norm: bool | None = None  # PC-DARTS edge normalisation; None: on when partial_channels > 1
-    perturb: str = "none"  # none | uniform: SDARTS-RS noise on the alphas in the weight step
-    perturb_epsilon: float = 0.03  # half-width of the uniform noise
-    aux_skip: bool = False  # DARTS-: an identity path on every edge, its weight decaying 1 → 0
-
-@dataclass
-class OptimConfig:
-    w_lr: float = 0.025
-    w_lr_min: float = 0.001
-    w_momentum: float = 0.9
-    w_weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    alpha_lr: float = 3e-4
-    alpha_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    alpha_weight_decay: float = 1e-3
+def within(value: Any, limits: dict[str, Any]) -> bool:
+    """Whether one value (not a list) satisfies the limits."""
+    if "choices" in limits:
+        return value in limits["choices"]
+    if "pattern" in limits:
+        return isinstance(value, str) and re.fullmatch(limits["pattern"], value) is not None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True  # OmegaConf already enforced the type
+    if isinstance(value, float) and not math.isfinite(value):
+        return not any(k in limits for k in ("ge", "gt", "le", "lt"))
+    return (("ge" not in limits or value >= limits["ge"]) and ("gt" not in limits or value > limits["gt"])
+            and ("le" not in limits or value <= limits["le"]) and ("lt" not in limits or value < limits["lt"]))
 
 
-@dataclass
-class DeriveConfig:
-    k: int = 2  # parents kept per intermediate node
-    max_skip: int | None = None  # P-DARTS: at most this many skip_connect in the derived normal cell
-    method: str = "argmax"  # argmax | perturbation (DARTS-PT, for the final genotype)
-    tune_epochs: int = 1  # perturbation: epochs of supernet fine-tuning between two decisions
-
-
-@dataclass
-class DiagnosticsConfig:
-    hessian_every: int = 1  # dominant Hessian eigenvalue of L_val wrt the alphas every N epochs (0: off)
-    hessian_iters: int = 20  # power iterations (each about one backward pass)
-
-
-@dataclass
-class LogConfig:
-    every_steps: int = 50  # step scalars (losses, lr, alphas) every this many steps
-    images: bool = True  # alpha heatmaps and cell drawings each epoch
-    progress: bool = True  # progress bar
-
-
-@dataclass
-class CheckpointConfig:
-    every_steps: int = 0  # also checkpoint every this many steps (0: only at the end of each epoch)
-
-
-@dataclass
-class SearchConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    space: SpaceConfig = field(default_factory=SpaceConfig)
-    model: SupernetConfig = field(default_factory=SupernetConfig)
-    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    derive: DeriveConfig = field(default_factory=DeriveConfig)
-    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
-    log: LogConfig = field(default_factory=LogConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    seed: int = 0
-    epochs: int = 50
-    batch_size: int = 64
-    max_steps_per_epoch: int | None = None  # cap the steps of an epoch (smoke tests)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int | None = None  # torch CPU threads; None: torch's default
-    channels_last: bool = True
-    amp: str = "none"  # none | bf16 (autocast; pays on CUDA, not on CPU)
-    recompute: bool = False  # recompute cell activations in backward: less memory, one more forward per step
-    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch, not each rank's slice
-    overwrite: bool = False
-    resume: str | None = None
-
-
-def register_configs() -> None:
-    """Make the schemas known to Hydra (the primary configs list them first in their defaults)."""
-    cs = ConfigStore.instance()
-    cs.store(name="search_schema", node=SearchConfig)
+def check_limits(cfg: Any, prefix: str = "") -> None:
+    """Enforce every field's declared limits, recursively; then each dataclass's own ``validate()``."""
+    for f in fields(cfg):
+        value, key = getattr(cfg, f.name), f"{prefix}{f.name}"
+        if is_dataclass(value):
+            check_limits(value, f"{key}.")
+            continue
+        limits = f.metadata.get("limits", {})
+        if value is None or "free" in limits:
+            continue
+        values = list(value) if limits.get("each") else [value]
+        for item in values:
+            if not within(item, limits):
+                shown = list(value) if limits.get("each") else value
+                raise ConfigError(f"{key} must be {describe(limits)}{' (each value)' if limits.get('each') else ''}, "
+                                  f"got {shown}")
+    own = getattr(cfg, "validate", None)
+    if callable(own):
+        own()
 
 
 def check(ok: bool, message: str) -> None:
@@ -146,67 +101,66 @@ def check(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def validate_data(d: DataConfig, reads_data: bool = True) -> None:
-    """Checks shared by the search and the train config (``reads_data=False``: no root needed)."""
-    check(d.name in DATASETS, f"unknown data.name '{d.name}'; choose one of {', '.join(DATASETS)}")
-    check(d.root or d.name in ("sample", "synthetic") or not reads_data,
-          f"data={d.name} needs data.root=<folder> (where the dataset is or should be downloaded)")
+@dataclass
+class DataConfig:
+    name: str = option("cifar10", choices=DATASETS)  # synthetic: random images, for benchmarks
+    root: str | None = option(None, free="a path; checked when the data is read")
+    download: bool = option(False, free="a switch")
+    train_portion: float = option(0.5, gt=0.0, lt=1.0)  # share of the search's train set for the weights
+    image_size: int = option(32, ge=8, le=1024)
+    limit: int | None = option(None, ge=2)  # use only this many training images (quick runs)
+
+    def check_root(self) -> None:
+        """Datasets read from disk need to know where (checked by the commands that read data)."""
+        check(self.root is not None or self.name in ("sample", "synthetic"),
+              f"data={self.name} needs data.root=<folder> (where the dataset is or should be downloaded)")
 
 
-def validate_search(cfg: SearchConfig) -> None:
-    from nas.ops import resolve_space
-    from nas.search.derive import check_k
+@dataclass
+class LogConfig:
+    every_steps: int = option(50, ge=1)  # step scalars (losses, lr, alphas) every this many steps
+    images: bool = option(True, free="a switch")  # alpha heatmaps and cell drawings each epoch
+    progress: bool = option(True, free="a switch")  # progress bar
 
-    check(cfg.epochs >= 1, f"epochs must be a positive integer, got {cfg.epochs}")
-    check(cfg.batch_size >= 1, f"batch_size must be positive, got {cfg.batch_size}")
-    check(cfg.max_steps_per_epoch is None or cfg.max_steps_per_epoch >= 1,
-           f"max_steps_per_epoch must be positive, got {cfg.max_steps_per_epoch}")
-    check(0.0 < cfg.data.train_portion < 1.0,
-           f"data.train_portion must lie in (0, 1), got {cfg.data.train_portion}")
-    validate_data(cfg.data)
-    check(cfg.data.image_size >= 8, f"data.image_size must be at least 8, got {cfg.data.image_size}")
-    check(cfg.data.limit is None or cfg.data.limit >= 2, f"data.limit must be at least 2, got {cfg.data.limit}")
-    resolve_space(cfg.space.name, cfg.space.ops)
-    m = cfg.model
-    check(m.channels >= 2 and m.channels % 2 == 0, f"model.channels must be a positive even number, got {m.channels}")
-    check(m.layers >= 1, f"model.layers must be positive, got {m.layers}")
-    check(m.nodes >= 1, f"model.nodes must be positive, got {m.nodes}")
-    a = cfg.algorithm
-    check(a.name in ("darts", "asap", "random"), f"unknown algorithm.name '{a.name}'; choose darts, asap or random")
-    check(a.order in (1, 2), f"algorithm.order must be 1 or 2, got {a.order}")
-    check(a.fd_epsilon > 0, f"algorithm.fd_epsilon must be positive, got {a.fd_epsilon}")
-    check(a.t0 > 0, f"algorithm.t0 must be positive, got {a.t0}")
-    check(0 < a.beta <= 1, f"algorithm.beta must lie in (0, 1], got {a.beta}")
-    check(a.threshold is None or 0 <= a.threshold < 1, f"algorithm.threshold must lie in [0, 1), got {a.threshold}")
-    check(a.threshold_gamma > 0, f"algorithm.threshold_gamma must be positive, got {a.threshold_gamma}")
-    check(a.grace_temperature > 0, f"algorithm.grace_temperature must be positive, got {a.grace_temperature}")
-    check(a.schedule_unit in ("step", "epoch"),
-           f"algorithm.schedule_unit must be step or epoch, got '{a.schedule_unit}'")
-    e = a.early_stop
-    check(e.max_skip is None or e.max_skip >= 0, f"algorithm.early_stop.max_skip must be >= 0, got {e.max_skip}")
-    check(e.stable_epochs is None or e.stable_epochs >= 1,
-          f"algorithm.early_stop.stable_epochs must be positive, got {e.stable_epochs}")
-    check(a.partial_channels >= 1 and m.channels % a.partial_channels == 0,
-          f"algorithm.partial_channels={a.partial_channels} must be a positive divisor of model.channels={m.channels}")
-    check(a.perturb in ("none", "uniform"), f"algorithm.perturb must be none or uniform, got '{a.perturb}'")
-    check(a.perturb_epsilon >= 0, f"algorithm.perturb_epsilon must be >= 0, got {a.perturb_epsilon}")
-    d = cfg.derive
-    check(d.max_skip is None or d.max_skip >= 0, f"derive.max_skip must be >= 0, got {d.max_skip}")
-    check(d.method in ("argmax", "perturbation"), f"derive.method must be argmax or perturbation, got '{d.method}'")
-    check(d.tune_epochs >= 0, f"derive.tune_epochs must be >= 0, got {d.tune_epochs}")
-    g = cfg.diagnostics
-    check(g.hessian_every >= 0, f"diagnostics.hessian_every must be >= 0, got {g.hessian_every}")
-    check(g.hessian_iters >= 1, f"diagnostics.hessian_iters must be positive, got {g.hessian_iters}")
-    o = cfg.optim
-    check(o.w_lr > 0 and o.alpha_lr > 0, "optim.w_lr and optim.alpha_lr must be positive")
-    check(0 <= o.w_lr_min <= o.w_lr, f"optim.w_lr_min must lie in [0, w_lr], got {o.w_lr_min}")
-    check(o.grad_clip > 0, f"optim.grad_clip must be positive, got {o.grad_clip}")
-    check(len(o.alpha_betas) == 2 and all(0 <= b < 1 for b in o.alpha_betas),
-           f"optim.alpha_betas must be two numbers in [0, 1), got {list(o.alpha_betas)}")
-    check(cfg.amp in ("none", "bf16"), f"amp must be none or bf16, got '{cfg.amp}'")
-    check_k(cfg.derive.k)
-    check(cfg.checkpoint.every_steps >= 0, f"checkpoint.every_steps must be >= 0, got {cfg.checkpoint.every_steps}")
-    check(cfg.log.every_steps >= 1, f"log.every_steps must be positive, got {cfg.log.every_steps}")
+
+@dataclass
+class CheckpointConfig:
+    every_steps: int = option(0, ge=0)  # also checkpoint every this many steps (0: only at the end of each epoch)
+
+
+@dataclass
+class RunConfig:
+    """What every command's run has: its data, length, seed, device, outputs and resume point."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    seed: int = option(0, ge=0, le=MAX_SEED)
+    epochs: int = option(50, ge=1, le=100_000)
+    batch_size: int = option(64, ge=2, le=65_536)  # the global batch; BatchNorm needs 2 images or more
+    max_steps_per_epoch: int | None = option(None, ge=1)  # cap the steps of an epoch (smoke tests)
+    device: str = option("auto", pattern=r"auto|cpu|cuda(:\d+)?")
+    threads: int | None = option(None, ge=1, le=1024)  # torch CPU threads; None: torch's default
+    channels_last: bool = option(True, free="a switch")
+    amp: str = option("none", choices=("none", "bf16"))  # bf16 autocast: pays on recent GPUs, not on CPUs
+    sync_bn: bool = option(False, free="a switch")  # under torchrun: BatchNorm over the global batch
+    overwrite: bool = option(False, free="a switch")
+    resume: str | None = option(None, free="a path; checked when it is read")
+
+
+def physical_memory() -> int:
+    """Bytes of RAM of this machine (the bound an absurd image size or batch is checked against)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**40
+
+
+def check_memory(need: float, what: str, limit: float | None = None) -> None:
+    """Refuse a configuration whose estimated memory exceeds this machine's (or ``limit``)."""
+    limit = physical_memory() if limit is None else limit
+    check(need <= limit, f"{what} needs about {need / 2**30:.0f} GiB, more than the {limit / 2**30:.0f} GiB "
+                         "this machine has; use a smaller data.image_size, batch_size or data.limit")
 
 
 def to_validated(cfg: Any, validate: Callable[[Any], None]) -> Any:
@@ -222,21 +176,16 @@ def to_validated(cfg: Any, validate: Callable[[Any], None]) -> Any:
     return obj
 
 
-def from_saved_dict(schema: type, data: dict[str, Any], validate: Callable[[Any], None]) -> Any:
-    """A validated config from the plain dict a checkpoint or ``genotype.json`` stores."""
+def from_saved_dict(schema: Any, data: dict[str, Any], validate: Callable[[Any], None]) -> Any:
+    """A validated config from the plain dict a checkpoint or ``genotype.json`` stores (``schema``:
+    a dataclass or an instance of one)."""
+    if not isinstance(data, dict):
+        raise ConfigError("saved config is not a mapping")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), data)
     except Exception as exc:  # OmegaConf raises several types for a key or value that does not fit
         raise ConfigError(f"saved config does not fit this version of nas: {str(exc).splitlines()[0]}") from None
     return to_validated(merged, validate)
-
-
-def to_search_config(cfg: DictConfig | SearchConfig) -> SearchConfig:
-    return to_validated(cfg, validate_search)
-
-
-def search_config_from_dict(data: dict[str, Any]) -> SearchConfig:
-    return from_saved_dict(SearchConfig, data, validate_search)
 
 
 def summary_of(cfg: Any) -> dict[str, Any]:

@@ -21,19 +21,31 @@ import json
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
+# name -> (registered algorithm, its config values); any other registered name runs with its defaults.
 ALGORITHMS = {
-    "darts_1st": ["algorithm=darts_1st"],
-    "darts_2nd": ["algorithm=darts_2nd"],
+    "darts_1st": ("darts", {"order": 1}),
+    "darts_2nd": ("darts", {"order": 2}),
+    "darts_2nd_exact": ("darts", {"order": 2, "hessian": "exact"}),
     # Below the grace temperature from the first step, with a threshold that never fires, so the
     # timed step always includes the arch step and the pruning check.
-    "asap": ["algorithm=asap", "algorithm.t0=0.5", "algorithm.threshold=0.0"],
+    "asap": ("asap", {"t0": 0.5, "threshold": 0.0}),
 }
+
+
+def algorithm_choice(name: str) -> tuple[str, dict]:
+    from nas.search.algorithms import algorithm_spec
+
+    registered, values = ALGORITHMS.get(name, (name, {}))
+    algorithm_spec(registered)  # an unknown name fails here, with the registered ones listed
+    return registered, values
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--algorithm", default="darts_1st", help="comma-separated: " + ", ".join(ALGORITHMS))
+    p.add_argument("--algorithm", default="darts_1st",
+                   help="comma-separated: " + ", ".join(ALGORITHMS) + " or any registered algorithm")
     p.add_argument("--batch-size", default="64", help="comma-separated batch sizes")
     p.add_argument("--steps", type=int, default=5, help="timed steps")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
@@ -83,7 +95,7 @@ def official_style_step(run, train_batch, val_batch) -> None:
     model.train()
     x_v, y_v = val_batch
     a_opt.zero_grad()
-    if run.cfg.algorithm.order == 1:
+    if getattr(run.cfg.algorithm, "order", 1) == 1:
         nn.functional.cross_entropy(model(x_v), y_v).backward()
     else:
         x_t, y_t = train_batch
@@ -116,19 +128,24 @@ def official_style_step(run, train_batch, val_batch) -> None:
         for a, da, gp, gm in zip(model.alphas(), d_alpha, *hessian):
             a.grad = da - lr * (gp - gm) / (2 * eps)
     a_opt.step()
-    run.weight_step(train_batch)
+    run.bilevel.weight_step(train_batch)
 
 
 def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction: float, partial: int = 1) -> dict:
     import torch
 
     from nas.benchmark import step_figures, time_steps
-    from nas.config import SearchConfig, validate_search
-    from nas.search.loop import SearchRun
+    from nas.distributed import World
+    from nas.engine import Counters
+    from nas.logging import TBLogger
+    from nas.search.algorithms import algorithm_spec
+    from nas.search.config import SearchConfig, validate_search
+    from nas.search.task import SearchTask
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = SearchConfig()
+    registered, values = algorithm_choice(algorithm)
+    cfg = SearchConfig(algorithm=algorithm_spec(registered).config(**values))
     cfg.data.name = "synthetic"
     cfg.batch_size = batch_size
     cfg.epochs = 50
@@ -139,12 +156,7 @@ def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction:
     cfg.algorithm.partial_channels = partial
     cfg.recompute = args.recompute
     cfg.log.progress, cfg.log.images, cfg.log.every_steps = False, False, 10**9
-    for override in ALGORITHMS[algorithm]:
-        key, value = override.split("=")
-        if key == "algorithm":
-            cfg.algorithm.name, cfg.algorithm.order = ("asap", 1) if value == "asap" else ("darts", int(value[-3]))
-        else:
-            setattr(cfg.algorithm, key.split(".")[1], float(value))
+    cfg.diagnostics.hessian_every = 0
     validate_search(cfg)
     if args.official_style:  # the official code's dilated convs: plain nn.Conv2d
         from torch import nn
@@ -153,7 +165,8 @@ def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction:
 
         DilatedDepthwiseConv2d.forward = nn.Conv2d.forward
     with tempfile.TemporaryDirectory() as run_dir:
-        run = SearchRun(cfg, run_dir)
+        counters = Counters(epochs=cfg.epochs)
+        run = SearchTask(cfg, World(), cfg.device, counters, TBLogger(run_dir, enabled=False), Path(run_dir))
         if fraction:
             prune_fraction(run.model, fraction)
         if args.compile:
@@ -171,8 +184,8 @@ def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction:
                 if args.official_style:
                     official_style_step(run, train[i], val[i])
                 else:
-                    run.algorithm.step(run, train[i], val[i])
-            run.global_step += 1
+                    run.algorithm.step(train[i], val[i])
+            counters.global_step += 1
 
         times = time_steps(step, args.steps, args.warmup, run.device)
         figures = step_figures(times, batch_size, run.device)
@@ -191,9 +204,8 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parse_args(argv)
     algorithms = args.algorithm.split(",")
-    unknown = [a for a in algorithms if a not in ALGORITHMS]
-    if unknown:
-        raise SystemExit(f"unknown algorithm(s) {unknown}; choose from {', '.join(ALGORITHMS)}")
+    for name in algorithms:
+        algorithm_choice(name)
     batches = [int(b) for b in args.batch_size.split(",")]
     fractions = [float(f) for f in args.pruned_fraction.split(",")]
     partials = [int(k) for k in args.partial_channels.split(",")]

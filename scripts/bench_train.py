@@ -94,9 +94,9 @@ def run_one(args: argparse.Namespace, model_name: str, batch_size: int) -> dict:
     from nas.benchmark import step_figures, time_steps
     from nas.engine import select_device
     from nas.genotype import PUBLISHED
-    from nas.train.loop import sgd_step
     from nas.train.networks import build_network, network_spec
     from nas.train.profile import count_parameters
+    from nas.train.task import sgd_step
 
     cfg = train_config(args, model_name, batch_size)
     if cfg.threads:

@@ -13,8 +13,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from nas.cli import config_dir
-from nas.config import SearchConfig, register_configs, to_search_config
+from nas.cli import config_dir, shared_configs_override
+from nas.search.config import SearchConfig, register_configs, to_search_config
 
 torch.set_num_threads(2)
 
@@ -26,11 +26,13 @@ TINY_SEARCH = [
 ]
 
 
-def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
-    """The config Hydra would compose for ``config_name`` with these command-line overrides."""
+def compose_config(config_name: str, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
+    """The config Hydra would compose for the command ``config_name`` (search, train, tune) with
+    these command-line overrides."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides)
+    with initialize_config_dir(config_dir=config_dir(config_name), version_base="1.3"):
+        return compose(config_name=config_name, overrides=[*overrides, shared_configs_override()],
+                       return_hydra_config=return_hydra_config)
 
 
 def compose_search(overrides: list[str]) -> SearchConfig:

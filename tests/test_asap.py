@@ -7,10 +7,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from nas.engine import Hook
 from nas.ops import SPACES
-from nas.search.asap import ops_to_prune, temperature_at, threshold_at
-from nas.search.loop import run_search
+from nas.search.algorithms.asap import ops_to_prune, temperature_at, threshold_at
 from nas.search.supernet import Supernet
+from nas.search.task import run_search
 
 ASAP_FAST = ["algorithm=asap", "algorithm.t0=0.5", "algorithm.beta=0.01", "algorithm.threshold=0.3",
              "optim.alpha_lr=0.1", "epochs=3", "max_steps_per_epoch=3"]
@@ -85,7 +86,7 @@ def test_tiny_asap_search_ends_with_one_op_per_edge(tmp_path, tiny_search_config
     assert asap["ops_alive_history"][-1]["total"] == 28
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert state["model"]["arch.alive_normal"].sum(-1).tolist() == [1] * 14
-    assert state["algorithm"]["t"] > 0
+    assert state["hooks"]["algorithm"]["t"] > 0
     meta = json.loads((tmp_path / "genotype.json").read_text())["meta"]
     assert meta["algorithm"] == "asap" and len(meta["alive"]["reduce"]) == 14
     tags = EventAccumulator(str(tmp_path / "tb")).Reload().Tags()
@@ -94,14 +95,24 @@ def test_tiny_asap_search_ends_with_one_op_per_edge(tmp_path, tiny_search_config
     assert any(t.startswith("asap/prune") for t in tags["tensors"])
 
 
-def test_asap_resume_keeps_ops_pruned(tmp_path, tiny_search_config):
-    first = tiny_search_config(*ASAP_FAST, "epochs=1", "log.images=false")
-    run_search(first, tmp_path)
+def test_asap_resume_keeps_ops_pruned_and_its_schedule(tmp_path, tiny_search_config):
+    gentle = [*ASAP_FAST, "algorithm.threshold=0.1", "epochs=1", "log.images=false"]  # prunes some ops, not all
+    run_search(tiny_search_config(*gentle), tmp_path)
     saved = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
-    resumed = tiny_search_config(*ASAP_FAST, "epochs=1", "log.images=false", f"resume={tmp_path}")
-    from nas.search.loop import SearchRun
+    alive = saved["model"]["arch.alive_normal"]
+    assert not alive.all() and not (alive.sum(-1) == 1).all()  # epoch 1 pruned some ops, not all
+    seen = {}
 
-    run = SearchRun(resumed, tmp_path / "resumed")
-    assert torch.equal(run.model.arch.alive_normal, saved["model"]["arch.alive_normal"])
-    assert run.algorithm.t == saved["algorithm"]["t"]
-    assert math.isclose(float(run.model.arch.temperature), run.algorithm.temperature, rel_tol=1e-6)
+    class Spy(Hook):
+        def before_step(self, engine):
+            if not seen:
+                algorithm = engine.task.algorithm
+                seen.update(alive=engine.task.model.arch.alive_normal.clone(), t=algorithm.t,
+                            temperature=float(engine.task.model.arch.rule.temperature), expected=algorithm.temperature)
+
+    (tmp_path / "summary.json").unlink()  # pretend the run was stopped after its first epoch
+    run_search(tiny_search_config(*gentle, f"resume={tmp_path}"), tmp_path, hooks=[Spy()], changed={"epochs": 2})
+    assert torch.equal(seen["alive"], saved["model"]["arch.alive_normal"])
+    assert seen["t"] == saved["hooks"]["algorithm"]["t"]
+    assert math.isclose(seen["temperature"], seen["expected"], rel_tol=1e-6)
+

@@ -9,13 +9,13 @@ from nas.errors import ConfigError
 
 BAD_VALUES = [
     (["space.ops=[sep_conv_3x3,sep_conv_9x9]"], "unknown op 'sep_conv_9x9'"),
-    (["epochs=-1"], "epochs must be a positive integer"),
-    (["derive.k=0"], "derive.k=0 is out of range"),
-    (["derive.k=3"], "derive.k=3 is out of range"),
-    (["data.train_portion=1.5"], "data.train_portion must lie in (0, 1)"),
-    (["algorithm=asap", "algorithm.beta=1.5"], "algorithm.beta must lie in (0, 1]"),
-    (["algorithm=asap", "algorithm.threshold=1.0"], "algorithm.threshold must lie in [0, 1)"),
-    (["algorithm=asap", "algorithm.t0=0"], "algorithm.t0 must be positive"),
+    (["epochs=-1"], "epochs must be in [1, 100000], got -1"),
+    (["derive.k=0"], "derive.k must be in [1, 2], got 0"),
+    (["derive.k=3"], "derive.k must be in [1, 2], got 3"),
+    (["data.train_portion=1.5"], "data.train_portion must be in (0.0, 1.0), got 1.5"),
+    (["algorithm=asap", "algorithm.beta=1.5"], "algorithm.beta must be in (0.0, 1.0], got 1.5"),
+    (["algorithm=asap", "algorithm.threshold=1.0"], "algorithm.threshold must be in [0.0, 1.0), got 1.0"),
+    (["algorithm=asap", "algorithm.t0=0"], "algorithm.t0 must be in (0.0, 1000.0], got 0.0"),
     (["data=imagefolder"], "data=imagefolder needs data.root"),
 ]
 
@@ -73,19 +73,14 @@ def test_multirun_writes_one_run_dir_per_seed(tmp_path):
 @pytest.mark.parametrize("config_name", ["search", "train"])
 def test_slurm_cluster_config_selects_the_submitit_launcher(config_name):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[slurm]'")
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from nas.cli import config_dir
-    from nas.config import register_configs
+    from conftest import compose_config
+    from nas.search.config import register_configs
     from nas.train.config import register_train_configs
 
     register_configs()
     register_train_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name=config_name, return_hydra_config=True,
-                      overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "seed=3"])
+    cfg = compose_config(config_name, ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "seed=3"],
+                         return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", 1, 1)

@@ -8,12 +8,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nas.cells import MixedEdge, channel_shuffle, edge_inputs
 from nas.ops import SPACES
-from nas.search import loop
 from nas.search.architecture import Architecture
+from nas.search.bilevel import Bilevel
 from nas.search.derive import derive_cell
-from nas.search.loop import SearchRun, run_search
 from nas.search.perturbation import select_by_perturbation
-from nas.search.remedies import aux_skip_coefficient, perturbed_alphas
+from nas.search.remedies import aux_skip_coefficient
+from nas.search.supernet import Supernet
+from nas.search.task import run_search
+from nas.search.weighting import uniform_noise
 
 S3 = SPACES["s3"]  # none, skip_connect, sep_conv_3x3
 
@@ -95,24 +97,29 @@ def test_aux_skip_coefficient_decays_linearly_from_one_to_zero():
 
 def test_perturbed_alphas_stay_within_epsilon_and_leave_the_alphas_alone():
     alphas = {"normal": torch.zeros(14, 3, requires_grad=True)}
-    noisy = perturbed_alphas(alphas, 0.1, torch.Generator().manual_seed(0))
+    noisy = uniform_noise(alphas, 0.1, torch.Generator().manual_seed(0))
     assert 0 < noisy["normal"].abs().max() <= 0.1 and not noisy["normal"].requires_grad
     assert not alphas["normal"].any()
 
 
-def test_perturbation_acts_in_the_weight_step_only(tmp_path, tiny_search_config, monkeypatch):
-    run = SearchRun(tiny_search_config("space=s3", "algorithm.perturb=uniform", "algorithm.perturb_epsilon=0.5"),
-                    tmp_path)
+def test_perturbation_acts_in_the_weight_step_only(monkeypatch):
+    torch.manual_seed(0)
+    model = Supernet(S3, channels=4, layers=3, nodes=2)
+    bilevel = Bilevel(model, torch.optim.SGD(model.weights(), lr=0.1), torch.optim.Adam(model.alphas()), 5.0,
+                      perturb=lambda alphas: uniform_noise(alphas, 0.5))
     seen = []
-    real = loop.weight_step
-    monkeypatch.setattr(loop, "weight_step", lambda *a: seen.append(a[-1]) or real(*a))
-    before = {k: v.detach().clone() for k, v in run.model.arch.alphas().items()}
-    batch = next(iter(run.data.train.batches(0)))
-    run.weight_step(batch)
-    for kind, alpha in run.model.arch.alphas().items():
+    real = Supernet.forward
+    monkeypatch.setattr(Supernet, "forward", lambda self, x, w=None, *a, **k: seen.append(w) or real(self, x, w, *a, **k))
+    before = {k: v.detach().clone() for k, v in model.arch.alphas().items()}
+    batch = (torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]))
+    bilevel.weight_step(batch)
+    for kind, alpha in model.arch.alphas().items():
         assert torch.equal(alpha, before[kind])  # the weight step never moves the alphas
-    clean = run.model.arch.edge_weights(before)
+    clean = model.arch.edge_weights(before)
     assert all(not torch.allclose(seen[0][k], clean[k]) for k in clean)  # but it saw perturbed ones
+    seen.clear()
+    bilevel.alpha_step(batch, batch)
+    assert seen == [None]  # the alpha step weighs the ops with the clean rule
 
 
 # --- DARTS-PT selection --------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import torch
 from conftest import TINY_SEARCH, run_cli
 from nas.engine import NonFiniteLoss
 from nas.errors import CheckpointError
-from nas.search import loop
+from nas.search.bilevel import Bilevel
+from nas.search.task import run_search
 
 SLOW_TINY = [*TINY_SEARCH, "epochs=2", "max_steps_per_epoch=6", "log.images=false", "checkpoint.every_steps=1"]
 
@@ -74,7 +75,7 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, tiny_search_config, monkeypatch):
-    real_step = loop.weight_step
+    real_step = Bilevel.weight_step
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -84,10 +85,10 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, tin
             metrics["loss/train"] = torch.tensor(float("nan"))
         return metrics
 
-    monkeypatch.setattr(loop, "weight_step", poisoned)
+    monkeypatch.setattr(Bilevel, "weight_step", poisoned)
     cfg = tiny_search_config("epochs=2", "log.images=false")
     with pytest.raises(NonFiniteLoss, match="at step 3") as info:
-        loop.run_search(cfg, tmp_path)
+        run_search(cfg, tmp_path)
     assert "\n" not in str(info.value)
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert state["epoch"] == 1 and state["global_step"] == 2
@@ -96,10 +97,10 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, tin
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_corrupt_checkpoint_is_a_one_line_error(tmp_path, tiny_search_config, damage):
     run_dir = tmp_path / "run"
-    loop.run_search(tiny_search_config("epochs=1", "log.images=false"), run_dir)
+    run_search(tiny_search_config("epochs=1", "log.images=false"), run_dir)
     path = run_dir / "checkpoints" / "last.pt"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match="corrupt or truncated") as info:
-        loop.run_search(tiny_search_config(f"resume={run_dir}"), tmp_path / "other")
+        run_search(tiny_search_config(f"resume={run_dir}"), tmp_path / "other")
     assert "\n" not in str(info.value)

@@ -7,7 +7,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nas.genotype import load as load_genotype
 from nas.ops import OPS
-from nas.search.loop import run_search
+from nas.search.task import run_search
 
 
 def test_tiny_search_writes_everything_a_user_reads(tmp_path, tiny_search_config):

@@ -13,10 +13,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from nas.engine import write_json
+from nas.checkpoint import write_json
+from nas.cli import SweepGuard
 from nas.search.diagnostics import param_free_scalars
 
 log = logging.getLogger("nas.search")
@@ -57,7 +57,9 @@ def aggregate_runs(sweep_dir: str | Path) -> dict[str, Any]:
                      **{k: v for k, v in last.items() if k in FIGURES},
                      **final_param_free(summary)})
     accs = [r["final_val_acc"] for r in runs if r["final_val_acc"] is not None]
-    result: dict[str, Any] = {"runs": runs, "n": len(runs)}
+    failed = [{"run": p.parent.name, "error": p.read_text().strip()} for p in sorted(sweep_dir.glob("*/error.txt"))]
+    result: dict[str, Any] = {"sweep_dir": str(sweep_dir), "covers": [r["run"] for r in runs], "runs": runs,
+                              "n": len(runs), "failed": failed}
     for figure in FIGURES:
         values = [r[figure] for r in runs if r.get(figure) is not None]
         if values:
@@ -66,7 +68,9 @@ def aggregate_runs(sweep_dir: str | Path) -> dict[str, Any]:
     return result
 
 
-class AggregateSeeds(Callback):
+class AggregateSeeds(SweepGuard):
+    """Refuses a reused sweep directory at the start (``SweepGuard``); writes ``aggregate.json`` at the end."""
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         result = aggregate_runs(sweep_dir)
@@ -78,3 +82,6 @@ class AggregateSeeds(Callback):
         if "collapse/param_free/normal" in result:
             free = result["collapse/param_free/normal"]
             print(f"parameter-free ops in the normal cell: {free['mean']:.2f} ± {free['std']:.2f}")
+        if result["failed"]:
+            print(f"{len(result['failed'])} run(s) failed and are not in the aggregate: "
+                  f"{', '.join(f['run'] for f in result['failed'])}")

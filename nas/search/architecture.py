@@ -1,10 +1,11 @@
-"""Architecture state: alphas, op masks and the rule that turns them into edge weights.
+"""Architecture state: alphas, op masks and the weighting rule that turns them into op weights.
 
 The alphas are registered parameters of this module (so they are in every ``state_dict`` and
 checkpoint) but live apart from the network weights: the supernet exposes ``weights()`` and
 ``alphas()`` by reference for the two optimizers. The masks record which ops are still alive on
-each edge (ASAP prunes them permanently); the temperature scales the softmax (1 for DARTS).
-``edge_weights`` is the one place where alphas become op weights.
+each edge (ASAP prunes them permanently, and a pruned op is never computed). The weighting rule
+(``nas.search.weighting``, chosen by the search algorithm) is the one place where alphas become op
+weights: ``edge_weights`` gives its deterministic weights, ``forward_weights`` those of one pass.
 
 Two remedies add architecture state here: PC-DARTS edge normalisation (``edge_norm``) adds one
 learnable β per edge, turned into weights by a softmax over the edges entering the same node
@@ -20,12 +21,15 @@ import torch
 from torch import nn
 
 from nas.cells import edge_inputs
+from nas.search.weighting import WeightingRule
 
 KINDS = ("normal", "reduce")
+Active = dict[str, list[list[int]]] | None
 
 
 class Architecture(nn.Module):
-    def __init__(self, op_names: Sequence[str], nodes: int, init_std: float = 1e-3, edge_norm: bool = False):
+    def __init__(self, op_names: Sequence[str], nodes: int, init_std: float = 1e-3, edge_norm: bool = False,
+                 rule: WeightingRule | None = None):
         super().__init__()
         self.op_names = tuple(op_names)
         node_of_edge = [node for node, _ in edge_inputs(nodes)]
@@ -37,7 +41,7 @@ class Architecture(nn.Module):
         self.alpha_reduce = nn.Parameter(init_std * torch.randn(shape))
         self.register_buffer("alive_normal", torch.ones(shape, dtype=torch.bool))
         self.register_buffer("alive_reduce", torch.ones(shape, dtype=torch.bool))
-        self.register_buffer("temperature", torch.tensor(1.0))
+        self.rule = rule if rule is not None else WeightingRule()
         self.edge_norm = edge_norm
         if edge_norm:  # PC-DARTS: β = 0 at the start, i.e. all edges of a node weigh the same
             self.beta_normal = nn.Parameter(torch.zeros(edges))
@@ -63,13 +67,23 @@ class Architecture(nn.Module):
         return {"normal": self.alive_normal, "reduce": self.alive_reduce}
 
     def edge_weights(self, alphas: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """softmax(α / T) over the ops alive on each edge; pruned ops get weight exactly 0."""
+        """The rule's deterministic op weights (derivation, logging); pruned ops get weight exactly 0."""
         alphas = self.alphas() if alphas is None else alphas
-        weights = {}
-        for kind, alpha in alphas.items():
-            logits = (alpha / self.temperature).masked_fill(~self.alive()[kind], float("-inf"))
-            weights[kind] = torch.softmax(logits, dim=-1)
-        return weights
+        return {kind: self.rule.probabilities(alpha, self.alive()[kind]) for kind, alpha in alphas.items()}
+
+    def forward_weights(self, training: bool, alphas: dict[str, torch.Tensor] | None = None,
+                        ) -> tuple[dict[str, torch.Tensor], Active]:
+        """The op weights of one forward pass (a sample, for sampling rules) and the ops it computes
+        (None: every live op); ``alphas`` replace the architecture's own (SDARTS' noisy ones)."""
+        draw = self.rule.sample if training else self.rule.eval_weights
+        weights, active = {}, {}
+        for kind, alpha in (self.alphas() if alphas is None else alphas).items():
+            weights[kind], active[kind] = draw(alpha, self.alive()[kind])
+        if all(a is None for a in active.values()):
+            return weights, None
+        every = self.alive_lists() or {k: [list(range(len(self.op_names)))] * a.shape[0]
+                                       for k, a in self.alphas().items()}
+        return weights, {k: every[k] if a is None else a for k, a in active.items()}
 
     def alive_lists(self) -> dict[str, list[list[int]]] | None:
         """Per kind and edge, the indices of live ops, or None while nothing is pruned (fast path).

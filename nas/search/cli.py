@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
+from typing import Any
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nas.cli import config_dir, print_run_location, reports_user_errors, run_hydra_main
-from nas.config import register_configs, to_search_config
-from nas.distributed import launched_world
+from nas.cli import config_dir, print_run_location, reports_user_errors, run_command, run_hydra_main
+from nas.search.config import SearchConfig, register_configs, to_search_config
 
 register_configs()
-log = logging.getLogger("nas.search")
 
 
-@reports_user_errors
-def search_task(cfg: DictConfig) -> float | None:
-    from nas.search.loop import run_search  # heavy imports after the config is known to be valid
-
-    config = to_search_config(cfg)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    summary = run_search(config, run_dir)
-    if not launched_world().is_main:  # under torchrun, rank 0 reports
-        return summary["final_val_acc"]
+def report(config: SearchConfig, summary: dict[str, Any]) -> float | None:
     print(f"\nderived genotype: {summary['genotype_text']}")
     if summary["final_val_acc"] is None:  # algorithm=random trains nothing
         print(f"sampled at random (seed {summary['seed']}): retrain it with nas-train genotype={summary['run_dir']}")
@@ -37,7 +25,14 @@ def search_task(cfg: DictConfig) -> float | None:
     return summary["final_val_acc"]
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="search")
+@reports_user_errors
+def search_task(cfg: DictConfig) -> float | None:
+    from nas.search.task import run_search  # heavy imports after the config is known to be valid
+
+    return run_command(cfg, "search", to_search_config, run_search, report)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir("search"), config_name="search")
 def _hydra_main(cfg: DictConfig) -> float | None:
     return search_task(cfg)
 

@@ -4,19 +4,24 @@ DARTS tends to collapse onto parameter-free ops (skip connections, pools, R-DART
 search runs long; R-DARTS (Zela et al., ICLR 2020) shows that the dominant eigenvalue of the
 validation loss' Hessian with respect to the alphas grows as that happens, and the entropy of the
 op weights tells how decided the architecture is. These are plain functions of a model, its op
-weights or a derived cell, so the search loop can call them from a hook without any of them
-living in its body. None of them changes the model.
+weights or a derived cell; ``CollapseDiagnostics`` is the engine hook that logs them each epoch.
+None of them changes the model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from nas.engine import Engine, Hook
 from nas.genotype import Genotype, Pair
 from nas.ops import get_op
+
+if TYPE_CHECKING:
+    from nas.search.supernet import Supernet
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -135,3 +140,24 @@ def _split(flat: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tenso
         pieces.append(flat[start:start + t.numel()].view_as(t))
         start += t.numel()
     return pieces
+
+
+class CollapseDiagnostics(Hook):
+    """After each epoch: parameter-free ops in the derived cells, op-weight entropy and, every
+    ``hessian_every`` epochs, the dominant Hessian eigenvalue on one fixed validation batch."""
+
+    def __init__(self, model: Supernet, task: Any, cfg: Any, val_batches: Any):
+        self.model, self.task, self.cfg, self.val_batches = model, task, cfg, val_batches
+        self._batch: Sequence[torch.Tensor] | None = None
+
+    def after_epoch(self, engine: Engine, metrics: dict[str, float]) -> None:
+        arch = self.model.arch
+        with torch.no_grad():
+            weights, alive = arch.edge_weights(), arch.alive()
+        metrics.update(param_free_scalars(self.task.genotype))
+        metrics.update({f"alpha/entropy/{k}": alpha_entropy(weights[k], alive[k]) for k in weights})
+        every = self.cfg.hessian_every
+        if every and engine.counters.epoch % every == 0:
+            if self._batch is None:  # one fixed validation batch, so that epochs compare
+                self._batch = next(iter(self.val_batches.batches(0)))
+            metrics["hessian/eig_max"] = hessian_eig_max(self.model, self._batch, self.cfg.hessian_iters, tol=1e-3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nas.config import OptimConfig
+from nas.search.config import OptimConfig
 from nas.search.supernet import Supernet
 
 

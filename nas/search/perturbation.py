@@ -13,15 +13,21 @@ the real supernet in a search and on a stub with known accuracies in the tests.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
 from nas.cells import edge_inputs
-from nas.genotype import Genotype, Pair
+from nas.data import BatchCycle
+from nas.engine import Engine, Hook
+from nas.genotype import Genotype, Pair, save_json
 from nas.ops import get_op
 from nas.search.architecture import Architecture
+
+log = logging.getLogger("nas.search")
 
 Weights = dict[str, torch.Tensor]
 
@@ -89,3 +95,52 @@ def select_by_perturbation(arch: Architecture, evaluate: Callable[[Weights], flo
         cells[kind] = pairs
     concat = list(range(2, 2 + nodes))
     return Genotype(normal=cells["normal"], normal_concat=concat, reduce=cells["reduce"], reduce_concat=concat)
+
+
+class PerturbationSelection(Hook):
+    """DARTS-PT as the search's final phase (``derive.method=perturbation``): after the last epoch,
+    the genotype is selected by measured contributions instead of by α.
+
+    It honours SIGTERM/SIGINT before every measurement and fine-tuning step: the checkpoint it then
+    writes holds the decisions made so far (in the masks) and the fine-tuning still owed, so a
+    resumed run carries on with the next decision.
+    """
+
+    name = "perturbation"
+
+    def __init__(self, task: Any):
+        self.task = task
+        self.stream = BatchCycle(task.data.train)
+        self.tune_owed = 0  # fine-tuning steps of the last decision not yet done
+
+    def after_fit(self, engine: Engine) -> None:
+        task = self.task
+        tune_steps = task.cfg.derive.tune_epochs * task.steps_per_epoch()
+        if self.stream.epoch == 0 and self.stream.position == 0:
+            self.stream = BatchCycle(task.data.train, epoch=task.counters.epoch)
+
+        def accuracy(weights: Weights) -> float:
+            engine.stop_if_signalled()
+            return task.evaluate(edge_weights=weights)["acc/val"]
+
+        def tune(steps: int = tune_steps) -> None:
+            self.tune_owed = steps
+            while self.tune_owed:
+                engine.stop_if_signalled()
+                with task.autocast():
+                    task.bilevel.weight_step(next(self.stream))
+                self.tune_owed -= 1
+
+        tune(self.tune_owed)
+        log.info("DARTS-PT selection: %d fine-tuning steps between decisions", tune_steps)
+        task.genotype = select_by_perturbation(task.model.arch, accuracy, tune, task.cfg.model.nodes,
+                                               task.cfg.derive.k, task.cfg.seed)
+        if task.world.is_main:
+            save_json(task.run_dir / "genotype.json", task.genotype, task.genotype_meta(engine))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stream": self.stream.state_dict(), "tune_owed": self.tune_owed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stream.load_state_dict(state["stream"])
+        self.tune_owed = int(state["tune_owed"])

@@ -1,13 +1,11 @@
-"""Collapse remedies that act during the search, each behind one config switch (default off).
+"""Collapse remedies that act during the search, as engine hooks, each behind one switch (default off).
 
 DARTS drifts towards parameter-free ops as it trains (R-DARTS, Zela et al. 2020). The remedies
-here are the published ones that change the search itself; those that change the supernet live
-in the mixed edge (PC-DARTS partial channels, DARTS- auxiliary skip), those that change the
-selection in derivation (P-DARTS skip cap in ``derive``, DARTS-PT in ``perturbation``).
+here change the search schedule; those that change the supernet live in the mixed edge (PC-DARTS
+partial channels, DARTS- auxiliary skip), the weight step's noise in the bilevel stepper (SDARTS-RS,
+``weighting.uniform_noise``), and the selection in derivation (P-DARTS skip cap in ``derive``,
+DARTS-PT in ``perturbation``).
 
-- SDARTS-RS (Chen & Hsieh 2020): the weight step sees alphas with uniform noise in [-ε, ε], so the
-  weights learn to work for a neighbourhood of architectures, which flattens the loss landscape
-  with respect to the alphas. The alphas themselves never change in that step.
 - DARTS- (Chu et al. 2021): the auxiliary skip's coefficient decays linearly from 1 to 0 over the
   search, so the residual path helps early training and is gone by the end.
 - DARTS+ (Liang et al. 2019): stop early when the derived normal cell holds too many skips, or
@@ -16,22 +14,19 @@ selection in derivation (P-DARTS skip cap in ``derive``, DARTS-PT in ``perturbat
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from nas.config import EarlyStopConfig
-from nas.genotype import Genotype
+from nas.engine import Engine, Hook
 
+if TYPE_CHECKING:
+    from nas.search.algorithms.base import EarlyStopConfig
+    from nas.search.architecture import Architecture
+    from nas.search.task import SearchTask
 
-def perturbed_alphas(alphas: dict[str, torch.Tensor], epsilon: float,
-                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """Detached copies of the alphas plus uniform noise in [-ε, ε] (SDARTS-RS random smoothing)."""
-    noisy = {}
-    for kind, alpha in alphas.items():
-        noise = torch.rand(alpha.shape, generator=generator, dtype=alpha.dtype).to(alpha.device)
-        noisy[kind] = alpha.detach() + (2 * noise - 1) * epsilon
-    return noisy
+log = logging.getLogger("nas.search")
 
 
 def aux_skip_coefficient(step: int, total_steps: int) -> float:
@@ -41,34 +36,52 @@ def aux_skip_coefficient(step: int, total_steps: int) -> float:
     return max(0.0, 1.0 - step / (total_steps - 1))
 
 
+class AuxSkipSchedule(Hook):
+    """DARTS-: before each step, the auxiliary skip's weight for that step."""
+
+    def __init__(self, arch: Architecture):
+        self.arch = arch
+
+    def before_step(self, engine: Engine) -> None:
+        self.arch.aux_skip = aux_skip_coefficient(engine.counters.global_step, engine.counters.total_steps)
+
+
 def argmax_ops(weights: dict[str, torch.Tensor]) -> list[int]:
     """The strongest op index of every edge of both cells: the ranking DARTS+ watches."""
     return [int(i) for kind in sorted(weights) for i in weights[kind].argmax(dim=-1).tolist()]
 
 
-class EarlyStop:
-    """DARTS+ stopping rules, checked after each epoch; the reason goes into summary.json."""
+class EarlyStop(Hook):
+    """DARTS+ stopping rules, checked after each epoch on the cell derived then; the reason goes into
+    summary.json."""
 
-    def __init__(self, cfg: EarlyStopConfig):
-        self.cfg = cfg
+    name = "early_stop"
+
+    def __init__(self, cfg: EarlyStopConfig, task: SearchTask):
+        self.cfg, self.task = cfg, task
         self.last_ranking: list[int] | None = None
         self.stable_epochs = 0
+        self.reason: str | None = None
 
-    def check(self, genotype: Genotype, weights: dict[str, torch.Tensor]) -> str | None:
-        ranking = argmax_ops(weights)
+    def after_epoch(self, engine: Engine, metrics: dict[str, float]) -> None:
+        with torch.no_grad():
+            ranking = argmax_ops(self.task.model.arch.edge_weights())
         self.stable_epochs = self.stable_epochs + 1 if ranking == self.last_ranking else 0
         self.last_ranking = ranking
-        skips = sum(op == "skip_connect" for op, _ in genotype.normal)
+        skips = sum(op == "skip_connect" for op, _ in self.task.genotype.normal)
         if self.cfg.max_skip is not None and skips >= self.cfg.max_skip:
-            return f"early stop: the normal cell holds {skips} skip_connect (algorithm.early_stop.max_skip)"
-        if self.cfg.stable_epochs is not None and self.stable_epochs >= self.cfg.stable_epochs:
-            return (f"early stop: the argmax ops have not changed for {self.stable_epochs} epochs "
-                    "(algorithm.early_stop.stable_epochs)")
-        return None
+            self.reason = f"early stop: the normal cell holds {skips} skip_connect (algorithm.early_stop.max_skip)"
+        elif self.cfg.stable_epochs is not None and self.stable_epochs >= self.cfg.stable_epochs:
+            self.reason = (f"early stop: the argmax ops have not changed for {self.stable_epochs} epochs "
+                           "(algorithm.early_stop.stable_epochs)")
+
+    def stop_reason(self, engine: Engine) -> str | None:
+        return self.reason
 
     def state_dict(self) -> dict[str, Any]:
-        return {"last_ranking": self.last_ranking, "stable_epochs": self.stable_epochs}
+        return {"last_ranking": self.last_ranking, "stable_epochs": self.stable_epochs, "reason": self.reason}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.last_ranking = state["last_ranking"]
         self.stable_epochs = int(state["stable_epochs"])
+        self.reason = state["reason"]

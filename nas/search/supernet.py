@@ -16,7 +16,8 @@ from torch.utils.checkpoint import checkpoint
 
 from nas.cells import SearchCell
 from nas.cells.layout import reduction_layers
-from nas.search.architecture import Architecture
+from nas.search.architecture import Active, Architecture
+from nas.search.weighting import WeightingRule
 
 
 def _recomputable(cell: nn.Module) -> Callable[..., torch.Tensor]:
@@ -51,7 +52,8 @@ def _recomputable(cell: nn.Module) -> Callable[..., torch.Tensor]:
 class Supernet(nn.Module):
     def __init__(self, op_names: Sequence[str], channels: int = 16, layers: int = 8, num_classes: int = 10,
                  nodes: int = 4, stem_multiplier: int = 3, in_channels: int = 3, alpha_init_std: float = 1e-3,
-                 partial_channels: int = 1, edge_norm: bool = False, recompute: bool = False):
+                 partial_channels: int = 1, edge_norm: bool = False, recompute: bool = False,
+                 rule: WeightingRule | None = None):
         super().__init__()
         # Recompute each cell's activations in backward instead of storing them (activation
         # checkpointing): peak memory falls to about one cell's activations, for one more forward.
@@ -77,23 +79,25 @@ class Supernet(nn.Module):
         self.cells = nn.ModuleList(cells)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
-        self.arch = Architecture(self.op_names, nodes, init_std=alpha_init_std, edge_norm=edge_norm)
+        self.arch = Architecture(self.op_names, nodes, init_std=alpha_init_std, edge_norm=edge_norm, rule=rule)
 
-    def forward(self, x: torch.Tensor, edge_weights: dict[str, torch.Tensor] | None = None,
+    def forward(self, x: torch.Tensor, edge_weights: dict[str, torch.Tensor] | None = None, active: Active = None,
                 recompute: bool | None = None) -> torch.Tensor:
-        """Logits; ``edge_weights`` overrides the architecture's own weights (e.g. detached or perturbed).
+        """Logits. ``edge_weights`` override the weighting rule's (e.g. detached or perturbed ones);
+        ``active`` lists per edge the ops to compute (default: every live op).
 
         ``recompute`` overrides the supernet's own setting for one call (double backward, as the
         Hessian diagnostic needs, goes through stored activations).
         """
         recompute = (self.recompute if recompute is None else recompute) and torch.is_grad_enabled()
-        weights = self.arch.edge_weights() if edge_weights is None else edge_weights
-        alive = self.arch.alive_lists()
+        if edge_weights is None:
+            edge_weights, active = self.arch.forward_weights(self.training)
+        alive = self.arch.alive_lists() if active is None else active
         scales = self.arch.edge_scales()
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
-            args = (s0, s1, weights[kind], None if alive is None else alive[kind],
+            args = (s0, s1, edge_weights[kind], None if alive is None else alive[kind],
                     None if scales is None else scales[kind], self.arch.aux_skip)
             s0, s1 = s1, (checkpoint(_recomputable(cell), *args, use_reentrant=False) if recompute
                           else cell(*args))

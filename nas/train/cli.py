@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
+from typing import Any
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nas.cli import config_dir, print_run_location, reports_user_errors, run_hydra_main
-from nas.distributed import launched_world
-from nas.train.config import register_train_configs, to_train_config
+from nas.cli import config_dir, print_run_location, reports_user_errors, run_command, run_hydra_main
+from nas.train.config import TrainConfig, register_train_configs, to_train_config
 
 register_train_configs()
-log = logging.getLogger("nas.train")
 
 
-@reports_user_errors
-def train_task(cfg: DictConfig) -> float | None:
-    from nas.train.loop import run_train  # heavy imports after the config is known to be valid
-
-    config = to_train_config(cfg)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    summary = run_train(config, run_dir)
+def report(config: TrainConfig, summary: dict[str, Any]) -> float | None:
     if config.profile_only:
-        print(f"run directory: {run_dir}")
+        print(f"run directory: {summary['run_dir']}")
         return None
-    if not launched_world().is_main:  # under torchrun, rank 0 reports
-        return summary["top1"]
     print(f"\ntest top-1 {summary['top1']:.4f}   top-5 {summary['top5']:.4f}   (best top-1 {summary['best_top1']:.4f} "
           f"at epoch {summary['best_epoch']})")
     print(f"params {summary['params']:,}   MACs {summary['macs'] / 1e6:.2f} M   "
@@ -37,7 +25,14 @@ def train_task(cfg: DictConfig) -> float | None:
     return summary["top1"]
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+@reports_user_errors
+def train_task(cfg: DictConfig) -> float | None:
+    from nas.train.task import run_train  # heavy imports after the config is known to be valid
+
+    return run_command(cfg, "train", to_train_config, run_train, report)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir("train"), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     return train_task(cfg)
 

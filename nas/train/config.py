@@ -14,67 +14,102 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from nas.config import CheckpointConfig, DataConfig, LogConfig, check, from_saved_dict, to_validated, validate_data
+from nas.config import (
+    DataConfig,
+    RunConfig,
+    check,
+    check_limits,
+    check_memory,
+    from_saved_dict,
+    option,
+    to_validated,
+)
 
 
 @dataclass
 class TrainDataConfig(DataConfig):
-    workers: int | None = None  # DataLoader workers of ImageFolder data; None: min(8, CPU count)
+    workers: int | None = option(None, ge=0, le=256)  # DataLoader workers of ImageFolder data; None: min(8, CPUs)
 
 
 @dataclass
 class NetworkConfig:
-    name: str = "cifar"  # cifar | imagenet (DESIGN §6)
-    channels: int = 36
-    layers: int = 20
-    auxiliary: bool = True  # build the auxiliary head (its loss weight: aux_weight)
-    num_classes: int = 10  # classifier size when no data is read (profile_only); training uses the data's
+    name: str = option("cifar", choices=("cifar", "imagenet"))  # DESIGN §6
+    channels: int = option(36, ge=2, le=1024)
+    layers: int = option(20, ge=3, le=100)  # 3 or more: a normal cell and the two reduction cells
+    auxiliary: bool = option(True, free="a switch")  # build the auxiliary head (its loss weight: aux_weight)
+    num_classes: int = option(10, ge=1, le=100_000)  # classifier size when no data is read (profile_only)
+
+    def validate(self) -> None:
+        check(self.channels % 2 == 0, f"model.channels must be even (FactorizedReduce halves it), got {self.channels}")
 
 
 @dataclass
 class TrainOptimConfig:
-    lr: float = 0.025
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    schedule: str = "cosine"  # cosine (to lr_min over the epochs) | exponential (× gamma per epoch)
-    lr_min: float = 0.0
-    gamma: float = 0.97
-    grad_clip: float = 5.0
+    lr: float = option(0.025, gt=0.0, le=10.0)
+    momentum: float = option(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = option(3e-4, ge=0.0, le=1.0)
+    schedule: str = option("cosine", choices=("cosine", "exponential"))  # cosine to lr_min | × gamma per epoch
+    lr_min: float = option(0.0, ge=0.0)
+    gamma: float = option(0.97, gt=0.0, le=1.0)
+    grad_clip: float = option(5.0, gt=0.0)
+
+    def validate(self) -> None:
+        check(self.lr_min <= self.lr, f"optim.lr_min must lie in [0, optim.lr], got {self.lr_min}")
 
 
 @dataclass
 class AugmentConfig:
-    cutout: int = 16  # side of the square cut from each training image; 0: off
-    # ImageFolder data only:
-    color_jitter: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.4, 0.2])  # brightness contrast saturation hue
-    min_scale: float = 0.08  # smallest area share of RandomResizedCrop
+    cutout: int = option(16, ge=0, le=1024)  # side of the square cut from each training image; 0: off
+    # ImageFolder data only: brightness, contrast, saturation, hue ([] : off)
+    color_jitter: list[float] = option(ge=0.0, le=1.0, each=True, factory=lambda: [0.4, 0.4, 0.4, 0.2])
+    min_scale: float = option(0.08, gt=0.0, le=1.0)  # smallest area share of RandomResizedCrop
+
+    def validate(self) -> None:
+        jitter = list(self.color_jitter)
+        check(jitter == [] or (len(jitter) == 4 and jitter[3] <= 0.5),
+              f"augment.color_jitter must be [] or 4 numbers >= 0 (brightness, contrast, saturation, hue <= 0.5), "
+              f"got {jitter}")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
     data: TrainDataConfig = field(default_factory=TrainDataConfig)
     model: NetworkConfig = field(default_factory=NetworkConfig)
     optim: TrainOptimConfig = field(default_factory=TrainOptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    log: LogConfig = field(default_factory=LogConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    genotype: str = "DARTS_V2"  # a published name, a genotype.json (or a search run dir), or DARTS text
-    aux_weight: float = 0.4
-    drop_path_prob: float = 0.2  # reached at the last epoch, ramped linearly from 0
-    label_smoothing: float = 0.0
-    seed: int = 0
-    epochs: int = 600
-    batch_size: int = 96
-    max_steps_per_epoch: int | None = None  # cap the steps of an epoch (smoke tests)
-    profile_only: bool = False  # print and record params / MACs, read no data, train nothing
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int | None = None  # torch CPU threads; None: torch's default
-    channels_last: bool = True
-    amp: str = "none"  # none | bf16: autocast of forward and loss (pays on recent GPUs, not on CPUs)
-    compile: bool = False  # torch.compile the network (minutes of compiling first; pays on long GPU runs)
-    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch, not each rank's slice
-    overwrite: bool = False
-    resume: str | None = None  # a run directory or a checkpoint: that run continues, with its saved config
+    genotype: str = option("DARTS_V2", free="a published name, a genotype.json (or run dir) or DARTS text; "
+                                            "checked when it is read")
+    aux_weight: float = option(0.4, ge=0.0, le=100.0)
+    drop_path_prob: float = option(0.2, ge=0.0, lt=1.0)  # reached at the last epoch, ramped linearly from 0
+    label_smoothing: float = option(0.0, ge=0.0, lt=1.0)
+    epochs: int = option(600, ge=1, le=100_000)
+    batch_size: int = option(96, ge=2, le=65_536)  # BatchNorm after the 1×1 aux head needs 2 images or more
+    profile_only: bool = option(False, free="a switch")  # print and record params / MACs, train nothing
+    compile: bool = option(False, free="a switch")  # torch.compile the network (pays on long GPU runs)
+
+    def validate(self) -> None:
+        from nas.train.networks import check_image_size
+
+        check_image_size(self.model.name, self.model.layers, self.model.auxiliary, self.data.image_size)
+        if self.profile_only:  # nothing is read or trained
+            return
+        self.data.check_root()
+        check_memory(train_memory(self), f"a training step at data.image_size={self.data.image_size}, "
+                                         f"batch_size={self.batch_size}")
+
+
+def train_memory(cfg: TrainConfig) -> float:
+    """A rough upper estimate (bytes) of one training step: about 48 stored tensors per cell (8 ops
+    of a DARTS cell, several tensors each) at each cell's resolution and width."""
+    m, s = cfg.model, cfg.data.image_size
+    channels, pixels, floats = m.channels, float(s * s), 0.0
+    if m.name == "imagenet":
+        pixels /= 64
+    for layer in range(m.layers):
+        if layer in (m.layers // 3, 2 * m.layers // 3):
+            channels, pixels = channels * 2, pixels / 4
+        floats += 48 * channels * pixels
+    return floats * cfg.batch_size * 4 / 2
 
 
 def register_train_configs() -> None:
@@ -83,45 +118,7 @@ def register_train_configs() -> None:
 
 
 def validate_train(cfg: TrainConfig) -> None:
-    from nas.train.networks import check_image_size, network_spec
-
-    check(cfg.epochs >= 1, f"epochs must be a positive integer, got {cfg.epochs}")
-    check(cfg.batch_size >= 1, f"batch_size must be positive, got {cfg.batch_size}")
-    check(cfg.max_steps_per_epoch is None or cfg.max_steps_per_epoch >= 1,
-           f"max_steps_per_epoch must be positive, got {cfg.max_steps_per_epoch}")
-    check(cfg.threads is None or cfg.threads >= 1, f"threads must be positive, got {cfg.threads}")
-    check(cfg.amp in ("none", "bf16"), f"amp must be none or bf16, got '{cfg.amp}'")
-    d = cfg.data
-    validate_data(d, reads_data=not cfg.profile_only)
-    check(d.limit is None or d.limit >= 1, f"data.limit must be positive, got {d.limit}")
-    check(d.workers is None or d.workers >= 0, f"data.workers must be >= 0, got {d.workers}")
-    m = cfg.model
-    network_spec(m.name)
-    check(m.channels >= 2 and m.channels % 2 == 0, f"model.channels must be a positive even number, got {m.channels}")
-    check(m.layers >= 1, f"model.layers must be positive, got {m.layers}")
-    check(m.num_classes >= 1, f"model.num_classes must be positive, got {m.num_classes}")
-    check(d.image_size >= 1, f"data.image_size must be positive, got {d.image_size}")
-    check_image_size(m.name, m.layers, m.auxiliary, d.image_size)
-    o = cfg.optim
-    check(o.lr > 0, f"optim.lr must be positive, got {o.lr}")
-    check(0 <= o.momentum < 1, f"optim.momentum must lie in [0, 1), got {o.momentum}")
-    check(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
-    check(o.schedule in ("cosine", "exponential"), f"optim.schedule must be cosine or exponential, got '{o.schedule}'")
-    check(0 <= o.lr_min <= o.lr, f"optim.lr_min must lie in [0, optim.lr], got {o.lr_min}")
-    check(0 < o.gamma <= 1, f"optim.gamma must lie in (0, 1], got {o.gamma}")
-    check(o.grad_clip > 0, f"optim.grad_clip must be positive, got {o.grad_clip}")
-    a = cfg.augment
-    check(a.cutout >= 0, f"augment.cutout must be >= 0, got {a.cutout}")
-    jitter = list(a.color_jitter)
-    check(jitter == [] or (len(jitter) == 4 and min(jitter) >= 0 and jitter[3] <= 0.5),
-           f"augment.color_jitter must be [] or 4 numbers >= 0 (brightness, contrast, saturation, hue <= 0.5), "
-           f"got {jitter}")
-    check(0 < a.min_scale <= 1, f"augment.min_scale must lie in (0, 1], got {a.min_scale}")
-    check(cfg.aux_weight >= 0, f"aux_weight must be >= 0, got {cfg.aux_weight}")
-    check(0 <= cfg.drop_path_prob < 1, f"drop_path_prob must lie in [0, 1), got {cfg.drop_path_prob}")
-    check(0 <= cfg.label_smoothing < 1, f"label_smoothing must lie in [0, 1), got {cfg.label_smoothing}")
-    check(cfg.log.every_steps >= 1, f"log.every_steps must be positive, got {cfg.log.every_steps}")
-    check(cfg.checkpoint.every_steps >= 0, f"checkpoint.every_steps must be >= 0, got {cfg.checkpoint.every_steps}")
+    check_limits(cfg)
 
 
 def to_train_config(cfg: DictConfig | TrainConfig) -> TrainConfig:
