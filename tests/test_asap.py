@@ -9,7 +9,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nas.engine import Hook
 from nas.ops import SPACES
-from nas.search.algorithms.asap import ops_to_prune, temperature_at, threshold_at
+from nas.search.algorithms.asap import Asap, AsapConfig, ops_to_prune, temperature_at, threshold_at
+from nas.search.calibration import recalibrate_batchnorm
 from nas.search.supernet import Supernet
 from nas.search.task import run_search
 
@@ -116,3 +117,44 @@ def test_asap_resume_keeps_ops_pruned_and_its_schedule(tmp_path, tiny_search_con
     assert seen["t"] == saved["hooks"]["algorithm"]["t"]
     assert math.isclose(seen["temperature"], seen["expected"], rel_tol=1e-6)
 
+
+
+def test_recalibrated_batchnorm_describes_the_pruned_supernet():
+    torch.manual_seed(0)
+    model = Supernet(SPACES["darts"], channels=8, layers=3, nodes=2, alpha_init_std=0.0)
+    x = torch.randn(32, 3, 16, 16)
+    with torch.no_grad():  # running statistics of the whole supernet, as training leaves them
+        for _ in range(5):
+            model(x + 0.1 * torch.randn_like(x))
+    for kind, mask in model.arch.alive().items():  # half the ops of every edge go
+        for edge in range(mask.shape[0]):
+            for op in range(4):
+                model.arch.prune(kind, edge, op)
+    with torch.no_grad():
+        train_mode = model.train()(x)
+        stale = model.eval()(x)
+    assert recalibrate_batchnorm(model, [(x, None)], limit=20) == 1
+    with torch.no_grad():
+        fresh = model.eval()(x)
+    assert not model.training
+    scale = train_mode.abs().max()
+    fresh_error, stale_error = (fresh - train_mode).abs().max(), (stale - train_mode).abs().max()
+    assert fresh_error < 0.02 * scale, (fresh_error, scale)  # unbiased vs biased variance is all that is left
+    assert stale_error > 10 * fresh_error
+
+
+def test_the_schedule_spans_the_run_unless_beta_is_given():
+    spans = Asap(AsapConfig(t0=1.6, t_end=0.12))
+    assert math.isclose(spans.decay(epochs=4), (0.12 / 1.6) ** 0.25)
+    assert math.isclose(temperature_at(4, 1.6, spans.decay(epochs=4)), 0.12)
+    assert math.isclose(spans.decay(epochs=50), 0.9495, abs_tol=1e-4)  # the paper's β≈0.95 over 50 epochs
+    assert Asap(AsapConfig(beta=0.9)).decay(epochs=4) == 0.9
+
+
+def test_asap_recalibrates_after_the_epochs_that_pruned(tmp_path, tiny_search_config):
+    summary = run_search(tiny_search_config(*ASAP_FAST, "algorithm.threshold=0.1", "epochs=2",
+                                            "algorithm.recalibrate_batches=2"), tmp_path)
+    calibrations = summary["asap"]["calibrations"]
+    assert calibrations and all(c["batches"] == 2 for c in calibrations)
+    pruned_epochs = {e["epoch"] for e in summary["asap"]["prune_events"]}
+    assert {c["epoch"] for c in calibrations} == {e + 1 for e in pruned_epochs}  # after each epoch that pruned

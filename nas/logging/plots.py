@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PatchCollection
-from matplotlib.colors import Normalize
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch, Rectangle
 
@@ -69,9 +69,11 @@ def alpha_heatmap(
 ) -> np.ndarray:
     """Heatmap of an (edges × ops) array of op weights, returned as an RGB ``uint8`` image.
 
-    ``weights`` are the softmaxed op weights (0..1). The colour scale runs from 0 to ``vmax``, by
-    default the largest live weight: mid-search DARTS weights sit around 0.1-0.3 and a fixed 0..1
-    scale would paint them all the same; the written values keep images comparable across epochs.
+    ``weights`` are the op weights (0..1). The colours diverge from the undecided value 1/|ops|
+    (white): ops above it red, below it blue, the scale stretched to the largest live deviation
+    (or to ``vmax``). Early in a search every weight sits near 1/|ops| and a 0..1 scale would paint
+    them all the same; this one shows which ops are pulling ahead from the first epoch, and the
+    written values keep images comparable across epochs.
     Ops pruned by ASAP (``alive`` False) are drawn as grey hatched cells with "×" and no value,
     so a pruned op is never mistaken for one whose weight merely went to zero.
     """
@@ -85,9 +87,12 @@ def alpha_heatmap(
     nodes = _nodes_for_edges(edges)
     labels = edge_labels(nodes) if nodes is not None else [f"edge {i}" for i in range(edges)]
 
-    top = float(vmax) if vmax is not None else float(w[mask].max()) if mask.any() else 1.0
-    norm = Normalize(vmin=0.0, vmax=max(top, 1e-6))
-    cmap = colormaps["viridis"]
+    centre = 1.0 / ops
+    live = w[mask] if mask.any() else np.array([centre])
+    top = float(vmax) if vmax is not None else float(live.max())
+    spread = max(top - centre, centre - float(live.min()), 1e-4)
+    norm = TwoSlopeNorm(vcenter=centre, vmin=max(centre - spread, 0.0) - 1e-9, vmax=centre + spread)
+    cmap = colormaps["RdBu_r"]
 
     # Margins are computed from the label lengths instead of by a layout engine: constrained and
     # tight layout measure every text artist and would double the render time.
@@ -105,7 +110,7 @@ def alpha_heatmap(
     image = ax.imshow(np.ma.masked_array(w, ~mask), cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
     for e, o in zip(*np.nonzero(mask), strict=True):
         r, g, b, _ = cmap(norm(w[e, o]))
-        dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+        dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.45
         ax.text(o, e, f"{w[e, o]:.2f}", ha="center", va="center", fontsize=7, color="white" if dark else "black",
                 parse_math=False)
     pruned_e, pruned_o = np.nonzero(~mask)
