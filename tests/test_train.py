@@ -310,3 +310,16 @@ def test_cli_profile_only_prints_the_published_sizes(tmp_path):
     assert "params 3,349,342   aux head params 476,426   MACs 528.36 M" in result.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (summary["params"], summary["aux_params"]) == (3_349_342, 476_426)
+
+
+# (name, parameters without the aux head at C=36, 20 cells, 10 classes; the paper's figure in millions)
+PUBLISHED_SIZES = [("DARTS_V1", 3_169_414, None), ("DARTS_V2", 3_349_342, 3.3), ("PC_DARTS", 3_634_678, 3.6),
+                   ("PDARTS", 3_433_798, 3.4), ("GDAS_V1", 3_368_782, 3.4), ("DRNAS", 4_099_294, 4.1)]
+
+
+@pytest.mark.parametrize(("name", "params", "paper"), PUBLISHED_SIZES, ids=[n for n, _, _ in PUBLISHED_SIZES])
+def test_published_cells_have_the_papers_sizes(name, params, paper):
+    model = build_network("cifar", PUBLISHED[name], channels=36, layers=20, num_classes=10, auxiliary=False)
+    assert count_parameters(model)[0] == params
+    if paper is not None:  # to the precision the paper gives (0.1 M)
+        assert round(params / 1e6, 1) == paper
