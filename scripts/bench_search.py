@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recompute", action="store_true", help="recompute cell activations in backward (less memory)")
     p.add_argument("--official-style", action="store_true",
                    help="time a step built like the official DARTS code's (full backward, model copy) instead")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile two steps: kernels launched, device busy time, host time per step")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -131,6 +133,33 @@ def official_style_step(run, train_batch, val_batch) -> None:
     run.bilevel.weight_step(train_batch)
 
 
+def profile_steps(step, device, steps: int = 2) -> dict:
+    """Where a step's time goes: kernels launched and device busy time per step beside the wall time.
+    A device busy for a small part of the wall time means the step waits on the host (Python,
+    kernel launches, synchronisations); the top operators by host time go to stderr."""
+    import time
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for i in range(steps):
+            step(i)
+        sync()
+        wall = time.perf_counter() - start
+    kernels = [e for e in prof.events() if e.device_type != torch.autograd.DeviceType.CPU]
+    busy_us = sum(e.time_range.elapsed_us() for e in kernels)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15), file=sys.stderr)
+    aten = sum(1 for e in prof.events() if e.name.startswith("aten::"))
+    return {"profiled_step_s": round(wall / steps, 4), "kernels_per_step": len(kernels) // steps,
+            "aten_calls_per_step": aten // steps,
+            "device_busy_s_per_step": round(busy_us / 1e6 / steps, 4)}
+
+
 def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction: float, partial: int = 1) -> dict:
     import torch
 
@@ -189,6 +218,8 @@ def run_one(args: argparse.Namespace, algorithm: str, batch_size: int, fraction:
 
         times = time_steps(step, args.steps, args.warmup, run.device)
         figures = step_figures(times, batch_size, run.device)
+        if args.profile:
+            figures.update(profile_steps(step, run.device))
         ops_alive = run.model.arch.ops_alive()
     return {
         "algorithm": algorithm, "batch_size": batch_size, "device": args.device, **figures,
