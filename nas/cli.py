@@ -52,6 +52,14 @@ def shared_configs_override() -> str:
     return f"hydra.searchpath=[file://{config_root()}]"
 
 
+def with_overrides(argv: list[str], extra: list[str]) -> list[str]:
+    """``argv`` with ``extra`` overrides placed next to the user's own: Hydra's argument parser takes
+    the overrides as one run of positionals, so ``+experiment=x --cfg job`` breaks if anything is
+    appended after the option."""
+    first = next((i for i, arg in enumerate(argv[1:], 1) if "=" in arg and not arg.startswith("-")), len(argv))
+    return [*argv[:first], *extra, *argv[first:]]
+
+
 def fail(message: str, code: int) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -196,9 +204,13 @@ _NOISE = ("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "referen
 
 
 def one_line(hydra_error: str) -> str:
-    """Hydra's multi-line composition error as one line (the hint lines and search path dropped)."""
+    """Hydra's multi-line composition error as one line (the hint lines and search path dropped;
+    of a traceback, only the exception it ends with, e.g. a run directory Hydra could not create)."""
     parts = [line.strip() for line in hydra_error.splitlines()]
-    return " ".join(p for p in parts if p and not p.startswith(_NOISE))
+    parts = [p for p in parts if p and not p.startswith(_NOISE)]
+    if any(p.startswith("Traceback") for p in parts):
+        parts = parts[-1:]
+    return " ".join(parts)
 
 
 def run_hydra_main(hydra_main: Callable[[], Any], task: Callable[..., Any]) -> None:
@@ -227,11 +239,12 @@ def run_hydra_main(hydra_main: Callable[[], Any], task: Callable[..., Any]) -> N
             real_stderr.flush()
 
     argv = list(sys.argv)
-    sys.argv = [*argv, shared_configs_override()]
+    extra = [shared_configs_override()]
     if int(os.environ.get("RANK", "0")) > 0:
         # Under torchrun only rank 0 writes a run directory: the other ranks learn its path from
         # rank 0 and must not leave a second directory (with a different timestamp) behind.
-        sys.argv += ["hydra.run.dir=.", "hydra/job_logging=disabled"]
+        extra += ["hydra.run.dir=.", "hydra/job_logging=disabled"]
+    sys.argv = with_overrides(argv, extra)
     sys.stderr = _Until()
     try:
         hydra_main()

@@ -18,6 +18,9 @@ from typing import Any, NamedTuple
 from nas.errors import GenotypeError
 
 Pair = tuple[str, int]
+MAX_NODES = 16  # intermediate nodes of a cell; the DARTS space has 4
+MAX_PARENTS = 8  # (op, input) pairs per node; DARTS keeps 2
+MAX_TEXT = 1 << 20  # bytes of a genotype file
 
 
 class Genotype(NamedTuple):
@@ -165,10 +168,14 @@ def validate(genotype: Genotype, known_ops: Iterable[str] | None = None) -> None
         pairs = getattr(genotype, kind)
         concat = getattr(genotype, f"{kind}_concat")
         nodes = len(concat)
+        if nodes > MAX_NODES:
+            raise GenotypeError(f"genotype '{kind}' has {nodes} nodes; a cell holds at most {MAX_NODES}")
         if len(pairs) % nodes:
             raise GenotypeError(
                 f"genotype '{kind}' has {len(pairs)} pairs, not a multiple of its {nodes} concatenated nodes")
         k = len(pairs) // nodes
+        if k > MAX_PARENTS:
+            raise GenotypeError(f"genotype '{kind}' gives each node {k} parents; at most {MAX_PARENTS} are allowed")
         for position, (op, idx) in enumerate(pairs):
             node = position // k
             if known is not None and op not in known:
@@ -176,24 +183,32 @@ def validate(genotype: Genotype, known_ops: Iterable[str] | None = None) -> None
             if not 0 <= idx < node + 2:
                 raise GenotypeError(
                     f"genotype '{kind}' node {node} takes input {idx}, but only inputs 0..{node + 1} exist")
-        if any(not 0 <= c < nodes + 2 for c in concat):
-            raise GenotypeError(f"genotype '{kind}_concat' {concat} refers to a state that does not exist")
+        if any(not 2 <= c < nodes + 2 for c in concat) or len(set(concat)) != len(concat):
+            raise GenotypeError(f"genotype '{kind}_concat' {concat} must list the intermediate nodes 2..{nodes + 1}, "
+                                "each once (the cell inputs 0 and 1 are not concatenated)")
 
 
 def _literal(node: ast.AST) -> Any:
     """Literal value of an AST node; ``range(a, b)`` is the one call allowed (DARTS writes it)."""
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range"
             and not node.keywords and 1 <= len(node.args) <= 3):
-        return range(*(ast.literal_eval(a) for a in node.args))
+        span = range(*(ast.literal_eval(a) for a in node.args))
+        if len(span) > MAX_NODES + 2:
+            raise ValueError(f"range() spans {len(span)} states; a cell has at most {MAX_NODES + 2}")
+        return span
     return ast.literal_eval(node)
 
 
 def parse_text(text: str, known_ops: Iterable[str] | None = None) -> Genotype:
     """Parse the DARTS code's ``Genotype(normal=[...], ...)`` text without evaluating it."""
+    if len(text) > MAX_TEXT:
+        raise GenotypeError(f"genotype text of {len(text)} characters is far too long for a cell")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise GenotypeError(f"genotype text is not valid Genotype(...) syntax: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise GenotypeError("genotype text is nested too deeply to be a cell") from None
     call = tree.body
     if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Genotype"):
         raise GenotypeError("genotype text must be a single Genotype(normal=..., ...) expression")
@@ -205,8 +220,9 @@ def parse_text(text: str, known_ops: Iterable[str] | None = None) -> Genotype:
             if kw.arg is None:
                 raise ValueError("** arguments are not allowed")
             fields[kw.arg] = _literal(kw.value)
-    except (ValueError, TypeError, SyntaxError) as exc:
-        raise GenotypeError(f"genotype text may hold only literal lists, tuples and range(): {exc}") from None
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError) as exc:
+        raise GenotypeError(f"genotype text may hold only literal lists, tuples and range() within a cell: "
+                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     unknown = set(fields) - set(Genotype._fields)
     if unknown:
         raise GenotypeError(f"genotype text has unknown field(s): {', '.join(sorted(unknown))}")
@@ -234,6 +250,8 @@ def load(spec: str, known_ops: Iterable[str] | None = None) -> Genotype:
         raise GenotypeError(
             f"genotype '{spec}' is neither a file nor a published name ({', '.join(sorted(PUBLISHED))})")
     try:
+        if path.stat().st_size > MAX_TEXT:
+            raise GenotypeError(f"genotype file {path} is {path.stat().st_size} bytes: far too large for a cell")
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise GenotypeError(f"cannot read genotype file {path}: {exc}") from None
@@ -243,5 +261,7 @@ def load(spec: str, known_ops: Iterable[str] | None = None) -> Genotype:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise GenotypeError(f"malformed genotype JSON in {path}: {exc.msg} at line {exc.lineno}") from None
+        except RecursionError:
+            raise GenotypeError(f"genotype JSON in {path} is nested too deeply to be a cell") from None
         return from_mapping(data, known_ops)
     return parse_text(text, known_ops)

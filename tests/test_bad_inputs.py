@@ -6,14 +6,18 @@ The command lines run in this process through the real entry points (``nas.searc
 Python start each; ``tests/test_cli.py`` runs the console scripts as subprocesses.
 """
 
+import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
+from PIL import Image
 
 from conftest import TINY_SEARCH
+from nas.genotype import PUBLISHED
 from nas.search import cli as search_cli
 from nas.train import cli as train_cli
 
@@ -21,11 +25,34 @@ TRAIN = ["+experiment=retrain_quick", "model.channels=4", "model.layers=3", "epo
 EVIL = "Genotype(normal=__import__('os').system('touch PWNED'), normal_concat=[2], reduce=[], reduce_concat=[2])"
 
 
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
 def make_inputs(root: Path) -> None:
     """The files the table points at: an old run, bad genotypes, bad checkpoints, an empty folder."""
     old = root / "old_run"
     (old / "checkpoints").mkdir(parents=True)
+    (old / ".hydra").mkdir()
+    (old / ".hydra" / "config.yaml").write_text("seed: 7\n")
+    (old / "search.log").write_text("the old run's log\n")
     (old / "summary.json").write_text('{"final_val_acc": 0.9}\n')
+    pairs = repr([("sep_conv_3x3", 0)] * 8)
+    (root / "huge_range.txt").write_text(f"Genotype(normal={pairs}, normal_concat=range(2, 1000000000), "
+                                         f"reduce={pairs}, reduce_concat=range(2, 6))")
+    many = [["sep_conv_3x3", 0]] * 9
+    (root / "many_parents.json").write_text(json.dumps({"normal": many, "normal_concat": [2], "reduce": many,
+                                                        "reduce_concat": [2]}))
+    (root / "nested.json").write_text('{"normal": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    darts = PUBLISHED["DARTS_V2"].to_dict()
+    (root / "input_concat.json").write_text(json.dumps({**darts, "reduce_concat": [0, 3, 4, 5]}))
+    torch.save({"format": "nas-search/2", "config": {"seed": 0}}, root / "bodiless.pt")
+    torch.save({"format": "nas-train/2", "x": Evil()}, root / "pickled.pt")
+    (root / "not_a_dir").write_text("a file where a run directory should be\n")
+    for split in ("train", "val"):
+        (root / "one_class" / split / "cat").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(root / "one_class" / split / "cat" / "0.png")
     (root / "malformed.json").write_text('{"normal": [["sep_conv_3x3", 0], ')
     (root / "evil.txt").write_text(EVIL)
     (root / "corrupt.pt").write_bytes(b"\x00\x01 not a checkpoint at all")
@@ -58,6 +85,19 @@ TABLE = {
     "unknown config key (train)": ("train", ["optim.learning_rate=0.1"], 2, "learning_rate"),
     "existing run directory": ("search", ["hydra.run.dir={root}/old_run"], 2, "overwrite=true"),
     "existing run directory (train)": ("train", ["hydra.run.dir={root}/old_run"], 2, "overwrite=true"),
+    "run directory that is a file": ("search", ["hydra.run.dir={root}/not_a_dir"], 2, "not_a_dir"),
+    "genotype range() beyond the cell": ("train", ["genotype={root}/huge_range.txt", "profile_only=true"], 2,
+                                         "range() spans"),
+    "genotype with too many parents": ("train", ["genotype={root}/many_parents.json", "profile_only=true"], 2,
+                                       "at most 8 are allowed"),
+    "deeply nested genotype JSON": ("train", ["genotype={root}/nested.json", "profile_only=true"], 2, "nested too deeply"),
+    "concat naming a cell input": ("train", ["genotype={root}/input_concat.json", "profile_only=true"], 2,
+                                   "reduce_concat"),
+    "checkpoint with a valid tag and a bad body": ("search", ["resume={root}/bodiless.pt"], 1, "bodiless.pt"),
+    "checkpoint holding code": ("train", ["resume={root}/pickled.pt"], 1, "was refused"),
+    "ImageFolder with one class": ("train", ["data=imagefolder", "data.root={root}/one_class"], 1, "one class"),
+    "a seed beyond 64 bits": ("search", ["seed=99999999999999999999999"], 2, "seed"),
+    "device that is not a CPU or CUDA": ("train", ["device=mps"], 2, "device"),
 }
 
 

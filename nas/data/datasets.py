@@ -9,17 +9,21 @@ on small images is the bottleneck of a search epoch. Every loader here therefore
 
 from __future__ import annotations
 
+import logging
 import os
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from nas.errors import DataError
+
+log = logging.getLogger("nas.data")
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -28,7 +32,7 @@ CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-DATASETS = ("sample", "cifar10", "cifar100", "imagefolder", "synthetic")
+DATASETS = ("sample", "cifar10", "cifar100", "imagefolder", "npz", "synthetic")
 SYNTHETIC_SIZES = {"train": 5120, "val": 1024, "test": 1024}
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -86,6 +90,8 @@ def load_images(name: str, root: str, split: str, download: bool = False, image_
         data = _load_cifar(name, root, split, download)
     elif name == "synthetic":
         data = synthetic_images(SYNTHETIC_SIZES[split], image_size, seed=SPLITS.index(split))
+    elif name == "npz":
+        data = load_npz(root, "train" if split == "train" else "test")
     else:
         return _load_imagefolder(root, split, image_size)
     if image_size != data.images.shape[-1]:
@@ -93,6 +99,27 @@ def load_images(name: str, root: str, split: str, download: bool = False, image_
             resize_images(data.images, image_size), data.labels, list(data.classes), data.mean, data.std
         )
     return data
+
+
+def save_npz(path: str | Path, data: ImageTensors) -> None:
+    """One split as ``<split>.npz`` (``data=npz`` reads a folder of them): any dataset a script makes,
+    such as the planted-cell benchmark's, is then read like every other."""
+    np.savez_compressed(path, images=data.images.numpy(), labels=data.labels.numpy(), classes=np.array(data.classes),
+                        mean=np.array(data.mean), std=np.array(data.std))
+
+
+def load_npz(root: str, split: str) -> ImageTensors:
+    """``root/<split>.npz`` as written by ``save_npz``."""
+    path = Path(root).expanduser() / f"{split}.npz"
+    if not path.is_file():
+        raise DataError(f"{str(path)!r} not found: data=npz reads train.npz and test.npz from data.root")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            images, labels = torch.from_numpy(npz["images"]), torch.from_numpy(npz["labels"]).to(torch.int64)
+            return ImageTensors(images, labels, [str(c) for c in npz["classes"]],
+                                tuple(float(v) for v in npz["mean"]), tuple(float(v) for v in npz["std"]))
+    except (OSError, KeyError, ValueError) as err:
+        raise DataError(f"cannot read {str(path)!r}: {err}") from None
 
 
 def synthetic_images(n: int, image_size: int, seed: int, classes: int = 10) -> ImageTensors:
@@ -178,7 +205,43 @@ def list_images(folder: Path) -> tuple[list[Path], list[int], list[str]]:
             f"no images found under {str(folder)!r}; expected one sub-folder per class containing "
             f"{', '.join(IMAGE_EXTENSIONS)} files"
         )
+    if len(classes) < 2:
+        raise DataError(f"{str(folder)!r} holds one class ({classes[0]!r}); a classifier needs two or more "
+                        "class sub-folders")
     return paths, labels, classes
+
+
+def rgb_image(img: Any) -> Any:
+    """Any PIL image as 8-bit RGB, correctly: 16-bit and 32-bit greyscale are scaled down to 0..255
+    (PIL's own ``convert("RGB")`` clips them, so 16-bit photos come out nearly white), palette
+    images with transparency go through RGBA, CMYK and the rest through ``convert``. The result is
+    always decoded, so it outlives the open file."""
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or array.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(array * (255.0 / top), 0, 255).round().astype(np.uint8))  # mode L
+    elif img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode == "RGB":
+        img.load()  # decoded now: the caller may close the file right after
+        return img
+    return img.convert("RGB")
+
+
+def unusual_modes(paths: list[Path], every: int = 50) -> set[str]:
+    """The PIL modes other than RGB among every ``every``-th image: what ``rgb_image`` will convert."""
+    from PIL import Image
+
+    modes = set()
+    for path in paths[::every]:
+        try:
+            with Image.open(path) as img:
+                modes.add(img.mode)
+        except (OSError, ValueError):
+            continue  # reported where the image is decoded
+    return modes - {"RGB"}
 
 
 def _decode_into(path: Path, size: int, out: np.ndarray) -> None:
@@ -190,7 +253,7 @@ def _decode_into(path: Path, size: int, out: np.ndarray) -> None:
             # draft() lets the JPEG decoder downscale by 1/2..1/8 while decoding: large photos
             # then cost a fraction of a full decode. It never goes below the requested size.
             img.draft("RGB", (size, size))
-            img = img.convert("RGB")
+            img = rgb_image(img)
             w, h = img.size
             scale = size / min(w, h)
             new_w, new_h = max(size, int(w * scale)), max(size, int(h * scale))
@@ -204,10 +267,17 @@ def _decode_into(path: Path, size: int, out: np.ndarray) -> None:
         raise DataError(f"cannot read image {str(path)!r}: {reason}") from None
 
 
+def report_conversions(folder: Path, paths: list[Path]) -> None:
+    modes = unusual_modes(paths)
+    if modes:
+        log.info("%s holds %s images: converting them to 8-bit RGB", folder, ", ".join(sorted(modes)))
+
+
 def _load_imagefolder(root: str, split: str, image_size: int) -> ImageTensors:
     """Decode a whole ImageFolder split into memory with a small thread pool (PIL releases the GIL)."""
     folder = split_dir(Path(root).expanduser(), split)
     paths, labels, classes = list_images(folder)
+    report_conversions(folder, paths)
     pixels = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
     workers = min(8, os.cpu_count() or 1, len(paths))
     with ThreadPoolExecutor(max_workers=workers) as pool:

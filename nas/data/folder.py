@@ -16,7 +16,10 @@ decodes the image, how many workers there are, or where in the epoch the run sta
 
 from __future__ import annotations
 
+import atexit
 import os
+import signal
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +27,30 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nas.data.datasets import IMAGENET_MEAN, IMAGENET_STD, list_images, split_dir
+from nas.data.datasets import IMAGENET_MEAN, IMAGENET_STD, list_images, report_conversions, rgb_image, split_dir
 from nas.data.loader import Batch, balanced_subset, derive_seed
 from nas.data.transforms import eval_resize, folder_eval_transform, folder_train_transform
 from nas.errors import DataError
+
+
+def _ignore_stop_signals(worker: int) -> None:
+    """A loader worker ignores SIGTERM and SIGINT: the main process checkpoints, then stops them."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+_LIVE_LOADERS: weakref.WeakSet = weakref.WeakSet()  # worker iterators not yet shut down
+
+
+@atexit.register
+def _kill_leftover_workers() -> None:
+    """At exit, end the workers of loaders nobody shut down (an epoch cut short by an error or a
+    stop). Registered after multiprocessing's own exit handler, so it runs first: that handler
+    stops daemonic children with SIGTERM, which these workers ignore, and would then wait forever."""
+    for iterator in list(_LIVE_LOADERS):
+        for worker in getattr(iterator, "_workers", []):
+            if worker.is_alive():
+                worker.kill()
 
 
 class FolderDataset(Dataset):
@@ -48,7 +71,7 @@ class FolderDataset(Dataset):
             with Image.open(path) as img:
                 if self.draft:
                     img.draft("RGB", (self.draft, self.draft))  # never below the requested size
-                img = img.convert("RGB")
+                img = rgb_image(img)
         except (OSError, ValueError, Image.DecompressionBombError) as err:
             reason = " ".join(str(err).split()) or type(err).__name__
             raise DataError(f"cannot read image {str(path)!r}: {reason}") from None
@@ -119,17 +142,28 @@ class FolderBatches:
             _SeededEpoch(self.dataset, epoch_seed), batch_sampler=[b for b in batches if b],
             num_workers=self.workers, pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if self.workers else None,
+            # A SIGTERM to the whole process group (SLURM, docker) must reach only the main process,
+            # which checkpoints first; the workers end when it does.
+            worker_init_fn=_ignore_stop_signals if self.workers else None,
         )
         return self._generate(loader)
 
     def _generate(self, loader: DataLoader) -> Iterator[Batch]:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        iterator = iter(loader)
+        if self.workers:
+            _LIVE_LOADERS.add(iterator)
         try:
-            for x, y in loader:
+            for x, y in iterator:
                 yield (x.to(self.device, non_blocking=True, memory_format=fmt),
                        y.to(self.device, non_blocking=True))
         except DataError as err:
             raise DataError(_last_line(err)) from None
+        finally:  # an epoch cut short (max_steps_per_epoch, a stop) ends its workers now
+            shutdown = getattr(iterator, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+            _LIVE_LOADERS.discard(iterator)
 
 
 def build_folder_data(root: str, image_size: int, batch_size: int, seed: int, workers: int | None = None,
@@ -143,6 +177,7 @@ def build_folder_data(root: str, image_size: int, batch_size: int, seed: int, wo
     """
     root_path = Path(root).expanduser()
     train_paths, train_labels, classes = list_images(split_dir(root_path, "train"))
+    report_conversions(root_path, train_paths)
     test_dir = split_dir(root_path, "test")
     test_paths, test_labels, test_classes = list_images(test_dir)
     if test_classes != classes:

@@ -125,8 +125,11 @@ def resumed_config(cfg: Any, fmt: str, kind: str, from_dict: Any,
     finished run continues only for more epochs than it has done.
     """
     path, state, run_dir = resume_point(cfg.resume, fmt, kind)
-    saved = from_dict(state["config"])
     saved_plain = flatten(checkpoint_config(state))
+    try:
+        saved = from_dict(state["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path} holds a config this version cannot use ({exc})") from None
     if changed is None:
         changed = {"device": cfg.device, "threads": cfg.threads, "log.progress": cfg.log.progress}
     refused = sorted(k for k, v in changed.items()
@@ -153,7 +156,7 @@ def resumed_config(cfg: Any, fmt: str, kind: str, from_dict: Any,
 def checkpoint_config(state: dict[str, Any]) -> dict[str, Any]:
     config = state.get("config")
     if not isinstance(config, dict):
-        raise CheckpointError("checkpoint holds no config: it is not a complete nas checkpoint")
+        raise CheckpointError("the checkpoint holds no saved config: it is not a complete nas checkpoint")
     return config
 
 

@@ -49,9 +49,3 @@ class StopSignals:
             signal.signal(sig, handler)
         self._previous.clear()
 
-
-def ignore_stop_signals(*_: Any) -> None:
-    """``worker_init_fn`` of data-loading workers: a process-group SIGTERM must not kill them
-    before the main process has written its checkpoint (they exit when the main process stops)."""
-    for sig in SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
