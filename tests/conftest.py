@@ -16,7 +16,13 @@ from omegaconf import DictConfig
 from nas.cli import config_dir, shared_configs_override
 from nas.search.config import SearchConfig, register_configs, to_search_config
 
-torch.set_num_threads(2)
+# Under pytest-xdist (the default: -n 2 in pyproject.toml) each worker, and every command a test
+# starts, takes one core's worth of threads; two workers on two cores then never oversubscribe.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(2)
 
 # A search that takes about a second: 16 px sample images, C=4, 3 cells, 2 steps per epoch.
 TINY_SEARCH = [
