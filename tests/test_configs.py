@@ -31,7 +31,7 @@ def test_every_config_file_composes(command, group, option):
     extra = ["data.image_size=224"] if (group, option) == ("model", "imagenet") else []  # its aux head's minimum
     cfg = validate(compose_config(command, [select, "data.root=/datasets/somewhere", *extra]))
     if group == "data":
-        assert cfg.data.name in ("sample", "cifar10", "cifar100", "imagefolder")
+        assert cfg.data.name in ("sample", "cifar10", "cifar100", "imagefolder", "npz")
     if group == "algorithm":
         assert cfg.algorithm.name  # the algorithm's own config dataclass, typed by its schema
 

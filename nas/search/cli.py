@@ -15,7 +15,12 @@ register_configs()
 
 def report(config: SearchConfig, summary: dict[str, Any]) -> float | None:
     print(f"\nderived genotype: {summary['genotype_text']}")
-    if summary["final_val_acc"] is None:  # algorithm=random trains nothing
+    if "evaluations" in summary:  # a discrete search (evolution, reinforce, random_search)
+        best = summary["best"]["score"]
+        print(f"best {summary['evaluator']} score {'n/a' if best is None else f'{best:.4g}'} of "
+              f"{summary['evaluations_done']} evaluations   wall time: {summary['wall_time_s']:.1f} s; "
+              f"retrain it with nas-train genotype={summary['run_dir']}")
+    elif summary["final_val_acc"] is None:  # algorithm=random trains nothing
         print(f"sampled at random (seed {summary['seed']}): retrain it with nas-train genotype={summary['run_dir']}")
     else:
         print(f"final val accuracy: {summary['final_val_acc']:.4f}   wall time: {summary['wall_time_s']:.1f} s")

@@ -1,0 +1,1 @@
+"""Cheap evaluators for discrete search: zero-cost proxies and rank correlations."""

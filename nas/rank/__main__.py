@@ -1,0 +1,3 @@
+from nas.rank.cli import main
+
+main()

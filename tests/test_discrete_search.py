@@ -1,0 +1,326 @@
+"""Discrete search: mutation keeps a genotype valid in every registered space, the evolution population
+ages out as Real et al. specify, REINFORCE's gradient moves its policy towards a toy reward, and every
+strategy runs a tiny search from the command line and resumes after a kill to the same result."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from hydra.core.global_hydra import GlobalHydra
+
+from conftest import TINY_SEARCH, compose_search
+from nas.evaluate.base import canonical
+from nas.genotype import Genotype, validate
+from nas.ops import SPACES, get_op
+from nas.search import cli as search_cli
+from nas.search.algorithms.discrete import CellSpace, DiscreteRun
+from nas.search.algorithms.evolution import Evolution, EvolutionConfig, Population, mutate, possible_mutations
+from nas.search.algorithms.reinforce import CellPolicy, Learner, set_log_prob
+from nas.search.task import run_search
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks gain nothing from a second thread, and on shared cores a busy one makes torch's
+    pool wait for it (10-100× slower); the suite's setting is restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def assert_valid(g: Genotype, space: CellSpace) -> None:
+    validate(g, space.ops)
+    for kind in ("normal", "reduce"):
+        pairs = getattr(g, kind)
+        assert len(pairs) == space.k * space.nodes and getattr(g, f"{kind}_concat") == list(range(2, space.nodes + 2))
+        assert all(op in space.ops and not get_op(op).zero for op, _ in pairs)
+        for node in range(space.nodes):
+            inputs = [src for _, src in pairs[node * space.k:(node + 1) * space.k]]
+            assert inputs == sorted(set(inputs)) and all(0 <= i < node + 2 for i in inputs)
+    if space.max_skip is not None:
+        assert sum(op == "skip_connect" for op, _ in g.normal) <= space.max_skip
+
+
+
+def differences(a: Genotype, b: Genotype) -> int:
+    a, b = canonical(a), canonical(b)
+    return sum(x != y for kind in ("normal", "reduce") for x, y in zip(getattr(a, kind), getattr(b, kind)))
+
+
+# -- mutation -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(SPACES))
+@pytest.mark.parametrize(("nodes", "k", "max_skip"), [(1, 1, None), (1, 2, None), (3, 2, 1), (4, 2, None), (4, 1, 0)])
+def test_mutation_keeps_a_genotype_valid_in_every_registered_space(name, nodes, k, max_skip):
+    space = CellSpace.of(SPACES[name], nodes, k, max_skip)
+    if max_skip == 0 and space.ops == ("skip_connect",):
+        pytest.skip("no cell obeys the cap")
+    rng = random.Random(0)
+    genotype = space.sample(rng)
+    changed = 0
+    for _ in range(60):
+        child = mutate(genotype, space, rng)
+        assert_valid(child, space)
+        possible = possible_mutations(genotype, space)
+        if possible["op"] or possible["input"]:
+            assert differences(child, genotype) in (1, 2)  # one pair changed (2: it moved within its node)
+            changed += 1
+        else:
+            assert child == genotype  # a space of one cell: nothing to change
+        genotype = child
+    if nodes > 1 or len(space.ops) > 1:
+        assert changed == 60
+
+
+def test_mutation_changes_one_op_or_one_input_and_reaches_both():
+    space, rng = CellSpace.of(SPACES["darts"], 4, 2), random.Random(1)
+    parent = space.sample(rng)
+    kinds = set()
+    for _ in range(50):
+        child = mutate(parent, space, rng)
+        assert differences(child, parent) in (1, 2)
+        inputs = [[src for _, src in getattr(g, kind)] for g in (parent, child) for kind in ("normal", "reduce")]
+        kinds.add("op" if inputs[:2] == inputs[2:] else "input")
+    assert kinds == {"op", "input"}
+
+
+# -- regularised evolution ----------------------------------------------------------------------------------
+def test_the_oldest_member_leaves_not_the_worst():
+    population = Population(3)
+    g = CellSpace.of(SPACES["s2"], 1, 1).sample(random.Random(0))
+    for born, value in enumerate([9.0, 1.0, 2.0, 3.0, 0.5]):
+        population.add(g, value)
+        assert [m.born for m in population.members] == list(range(max(0, born - 2), born + 1))
+    assert [m.value for m in population.members] == [2.0, 3.0, 0.5]  # 9.0, the best, aged out first
+    assert population.tournament(3, random.Random(0)).value == 3.0
+
+
+def test_evolution_starts_random_then_mutates_tournament_winners_and_ages_out():
+    strategy = Evolution(EvolutionConfig(population=5, tournament=2))
+    space = CellSpace.of(SPACES["darts"], 2, 2)
+    strategy.begin(space, seed=0)
+    score = {}
+    for step in range(20):
+        members = list(strategy.population.members)
+        child = strategy.propose()
+        if step >= 5:  # one mutation away from a member of the population that bred it
+            assert min(differences(child, m.genotype) for m in members) in (1, 2)
+        value = float(sum(op == "sep_conv_3x3" for op, _ in child.normal + child.reduce))
+        score[step] = value
+        strategy.observe(child, value)
+        assert [m.born for m in strategy.population.members] == list(range(max(0, step - 4), step + 1))
+    # the state round-trips: a resumed search continues the same population and random stream
+    state = strategy.state_dict()
+    twin = Evolution(EvolutionConfig(population=5, tournament=2))
+    twin.begin(space, seed=99)
+    twin.load_state_dict(state)
+    assert [m.genotype for m in twin.population.members] == [m.genotype for m in strategy.population.members]
+    assert twin.propose() == strategy.propose()
+
+
+# -- REINFORCE ----------------------------------------------------------------------------------------------
+def every_genotype(space: CellSpace):
+    def cells(capped: bool):
+        per_node = []
+        for node in range(space.nodes):
+            options = []
+            for inputs in itertools.combinations(range(2 + node), space.k):
+                for ops in itertools.product(space.ops, repeat=space.k):
+                    options.append(list(zip(ops, inputs)))
+            per_node.append(options)
+        for choice in itertools.product(*per_node):
+            pairs = [p for node in choice for p in node]
+            if not capped or sum(op == "skip_connect" for op, _ in pairs) <= space.max_skip:
+                yield pairs
+
+    concat = list(range(2, 2 + space.nodes))
+    for normal in cells(space.max_skip is not None):
+        for reduce in cells(False):
+            yield Genotype(normal, concat, reduce, concat)
+
+
+def random_policy(space: CellSpace, seed: int) -> CellPolicy:
+    policy = CellPolicy(space)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.normal_(0, 1, generator=generator)
+    return policy
+
+
+@pytest.mark.parametrize(("nodes", "k", "max_skip"), [(1, 1, 0), (1, 2, 1), (2, 1, None)])
+def test_the_policy_is_a_distribution_over_exactly_the_valid_genotypes(nodes, k, max_skip):
+    space = CellSpace.of(SPACES["s3"], nodes, k, max_skip)  # none excluded; the skip cap masks ops
+    policy = random_policy(space, seed=nodes + k)
+    with torch.no_grad():
+        total = sum(math.exp(float(policy.log_prob(g))) for g in every_genotype(space))
+    assert total == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_set_of_parents_has_the_probability_of_every_order_it_can_be_drawn_in():
+    logits = torch.tensor([0.3, -1.0, 2.0, 0.1])
+    p = torch.softmax(logits, 0)
+    for a, b in itertools.combinations(range(4), 2):
+        exact = float(p[a] * p[b] / (1 - p[a]) + p[b] * p[a] / (1 - p[b]))
+        assert math.exp(float(set_log_prob(logits, [a, b]))) == pytest.approx(exact, rel=1e-6)
+        assert float(set_log_prob(logits, [a, b])) == float(set_log_prob(logits, [b, a]))
+    total = sum(math.exp(float(set_log_prob(logits, list(c)))) for c in itertools.combinations(range(4), 2))
+    assert total == pytest.approx(1.0, abs=1e-6)
+
+
+def test_reinforce_moves_the_policy_towards_a_toy_reward():
+    space = CellSpace.of(SPACES["darts"], 2, 2)
+    learner = Learner(space, seed=0, lr=0.2, entropy_weight=0.0)
+    target = space.ops.index("sep_conv_3x3")
+
+    def share(policy):
+        with torch.no_grad():
+            return float(torch.cat([torch.softmax(policy.ops[k], -1)[:, target] for k in ("normal", "reduce")]).mean())
+
+    assert share(learner.policy) == pytest.approx(1 / 7)
+    for _ in range(30):
+        g = learner.propose()
+        learner.learn(g, sum(op == "sep_conv_3x3" for op, _ in g.normal + g.reduce) / 8)
+    assert share(learner.policy) > 0.25  # from 1/7, on the edges it has sampled and the ones it has not
+    # one step on a positive advantage makes the rewarded cell likelier, on a negative one less likely
+    for sign in (1.0, -1.0):
+        learner = Learner(space, seed=1, lr=0.01)
+        g = learner.propose()
+        learner.learn(g, 0.0)  # the first reward only sets the baseline
+        before = float(learner.policy.log_prob(g).detach())
+        learner.learn(g, sign)
+        assert (float(learner.policy.log_prob(g).detach()) - before) * sign > 0
+
+
+def test_the_entropy_bonus_alone_keeps_a_uniform_policy_uniform_and_flattens_a_peaked_one():
+    space = CellSpace.of(SPACES["darts"], 2, 2)
+    learner = Learner(space, seed=0, lr=0.05, entropy_weight=1.0)
+    with torch.no_grad():
+        learner.policy.ops["normal"][:, 0] = 3.0
+    before = float(learner.policy.entropy().detach())
+    g = learner.propose()
+    learner.learn(g, 1.0)
+    learner.learn(g, 1.0)  # equal rewards: no advantage, only the bonus acts
+    assert float(learner.policy.entropy().detach()) > before
+
+
+# -- end to end -------------------------------------------------------------------------------------------
+TINY = [*TINY_SEARCH, "model.nodes=2", "log.images=false", "algorithm.budget.evaluations=8"]
+CASES = {
+    "evolution": ["algorithm=evolution", "algorithm.evaluator=zero_cost", "algorithm.population=3",
+                  "algorithm.tournament=2"],
+    "reinforce": ["algorithm=reinforce", "algorithm.evaluator=supernet", "algorithm.supernet.epochs=1",
+                  "algorithm.supernet.calibration_batches=2"],
+    "random_search": ["algorithm=random_search", "algorithm.evaluator=train", "algorithm.train.epochs=1",
+                      "algorithm.train.eval_batches=2", "algorithm.budget.evaluations=4"],
+}
+
+
+class Killed(Exception):
+    """What a SIGKILL leaves behind: the run stops with only its last checkpoint on disk."""
+
+
+def invoke(args, monkeypatch) -> int:
+    """``nas-search <args>`` in this process, as a user runs it (exit status returned)."""
+    monkeypatch.setattr(sys, "argv", ["nas-search", *args])
+    GlobalHydra.instance().clear()
+    try:
+        search_cli.main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        GlobalHydra.instance().clear()
+    return 0
+
+
+def replay(summary):
+    """What must be identical between an interrupted-and-resumed run and an uninterrupted one."""
+    return [(e["genotype"], e["score"], e["images"], e["cached"]) for e in summary["evaluations"]]
+
+
+@pytest.mark.parametrize("strategy", list(CASES))
+def test_tiny_search_from_the_cli_then_killed_and_resumed_to_the_same_result(strategy, tmp_path, monkeypatch):
+    args = [*TINY, *CASES[strategy]]
+    assert invoke([*args, f"hydra.run.dir={tmp_path / 'reference'}"], monkeypatch) == 0
+    summary = json.loads((tmp_path / "reference" / "summary.json").read_text())
+    budget = int(next(a for a in reversed(args) if a.startswith("algorithm.budget.evaluations=")).split("=")[1])
+    assert summary["evaluations_done"] == len(summary["evaluations"]) == len(summary["best_so_far"]) == budget
+    assert summary["stop_reason"] == f"budget of {budget} evaluations spent"
+    scores = [e["score"] for e in summary["evaluations"]]
+    assert summary["best_so_far"] == [max(scores[:i + 1]) for i in range(budget)]
+    assert all(e["seconds"] > 0 and e["images"] > 0 for e in summary["evaluations"] if not e["cached"])
+    genotype = json.loads((tmp_path / "reference" / "genotype.json").read_text())
+    assert {k: v for k, v in genotype.items() if k != "meta"} == summary["genotype"]
+    assert genotype["meta"]["score"] == summary["best"]["score"] == max(scores)
+    assert any(p.name.startswith("events") for p in (tmp_path / "reference" / "tb").iterdir())
+    if strategy == "reinforce":
+        assert summary["cost"]["setup_images"] > 0  # the supernet's training, apart from the evaluations
+
+    kill_after = 3
+    real_step, calls = DiscreteRun.step, {"n": 0}
+
+    def dies_before_saving(self, tb):
+        real_step(self, tb)
+        calls["n"] += 1
+        if calls["n"] == kill_after:  # scored, learnt from, but never checkpointed
+            raise Killed
+
+    monkeypatch.setattr(DiscreteRun, "step", dies_before_saving)
+    with pytest.raises(Killed):
+        run_search(compose_search(args), tmp_path / "run")
+    monkeypatch.setattr(DiscreteRun, "step", real_step)
+    assert not (tmp_path / "run" / "summary.json").exists()
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert len(state["records"]) == kill_after - 1
+
+    assert invoke([f"resume={tmp_path / 'run'}", f"hydra.run.dir={tmp_path / 'elsewhere'}"], monkeypatch) == 0
+    resumed = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert replay(resumed) == replay(summary)
+    assert resumed["genotype"] == summary["genotype"]
+    if strategy == "reinforce":
+        assert resumed["reinforce"] == summary["reinforce"]  # the policy continued, not restarted
+
+
+def test_sigterm_stops_after_the_evaluation_in_progress_with_a_checkpoint(tmp_path):
+    args = [*TINY, *CASES["evolution"], "algorithm.budget.evaluations=400", "threads=1",
+            f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.Popen([sys.executable, "-m", "nas.search", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("[")]
+    assert len(lines) == 1 and "stopped by SIGTERM" in lines[0] and f"resume={tmp_path / 'run'}" in lines[0], stderr
+    state = torch.load(last, weights_only=True)
+    assert 1 <= len(state["records"]) < 400 and state["stop_reason"] is None
+
+
+BAD = [
+    (["algorithm=evolution", "algorithm.population=4", "algorithm.tournament=5"], "algorithm.tournament=5"),
+    (["algorithm=random_search", "algorithm.budget.evaluations=null"], "algorithm.budget needs"),
+    (["algorithm=reinforce", "algorithm.evaluator=magic"], "algorithm.evaluator"),
+    (["algorithm=reinforce", "algorithm.zero_cost.proxy=fisher"], "algorithm.zero_cost.proxy"),
+    (["algorithm=evolution", "algorithm.budget.seconds=0"], "algorithm.budget.seconds"),
+]
+
+
+@pytest.mark.parametrize(("args", "fragment"), BAD, ids=[b[1] for b in BAD])
+def test_bad_values_are_one_line_and_exit_2(args, fragment, tmp_path, monkeypatch, capsys):
+    assert invoke([*TINY, *args, f"hydra.run.dir={tmp_path / 'run'}"], monkeypatch) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
