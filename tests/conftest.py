@@ -60,3 +60,14 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Comp
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks gain nothing from a second thread, and on shared cores a busy one makes torch's
+    pool wait for it (10-100× slower); the suite's setting is restored after. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

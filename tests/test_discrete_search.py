@@ -27,15 +27,7 @@ from nas.search.algorithms.evolution import Evolution, EvolutionConfig, Populati
 from nas.search.algorithms.reinforce import CellPolicy, Learner, set_log_prob
 from nas.search.task import run_search
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks gain nothing from a second thread, and on shared cores a busy one makes torch's
-    pool wait for it (10-100× slower); the suite's setting is restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_valid(g: Genotype, space: CellSpace) -> None:

@@ -23,15 +23,7 @@ from nas.ops import SPACES
 from nas.search.algorithms.discrete import CellSpace
 from nas.search.config import SpaceConfig, SupernetConfig
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks gain nothing from a second thread, and on shared cores a busy one makes torch's
-    pool wait for it (10-100× slower); the suite's setting is restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def settings(**kw) -> SimpleNamespace:

@@ -10,7 +10,6 @@ import random
 import sys
 
 import pytest
-import torch
 from hydra.core.global_hydra import GlobalHydra
 
 from nas.evaluate.correlation import kendall_tau, spearman_rho
@@ -25,14 +24,7 @@ TINY = ["data.limit=48", "data.image_size=16", "batch_size=8", "model.channels=4
         "supernet.epochs=1", "supernet.calibration_batches=2", "supernet.eval_batches=2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks gain nothing from a second thread, and on shared cores a busy one makes torch's
-    pool wait for it (10-100× slower); the suite's setting is restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def invoke(args, monkeypatch) -> int:
