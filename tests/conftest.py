@@ -71,3 +71,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+ENTRY_POINTS = {"search": "nas.search.cli", "train": "nas.train.cli", "rank": "nas.rank.cli", "tune": "nas.tune.cli"}
+
+
+def invoke_cli(command: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    """``nas-<command> <args>`` through its real entry point in this process, as a user runs it; returns
+    the exit status (faster than a subprocess, and monkeypatches reach inside)."""
+    import importlib
+
+    main = importlib.import_module(ENTRY_POINTS[command]).main
+    monkeypatch.setattr(sys, "argv", [f"nas-{command}", *args])
+    GlobalHydra.instance().clear()
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        GlobalHydra.instance().clear()
+    return 0

@@ -8,18 +8,14 @@ Python start each; ``tests/test_cli.py`` runs the console scripts as subprocesse
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
-from conftest import TINY_SEARCH
+from conftest import TINY_SEARCH, invoke_cli
 from nas.genotype import PUBLISHED
-from nas.search import cli as search_cli
-from nas.train import cli as train_cli
 
 TRAIN = ["+experiment=retrain_quick", "model.channels=4", "model.layers=3", "epochs=1", "log.progress=false"]
 EVIL = "Genotype(normal=__import__('os').system('touch PWNED'), normal_concat=[2], reduce=[], reduce_concat=[2])"
@@ -105,17 +101,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def invoke(entry: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    main = {"search": search_cli.main, "train": train_cli.main}[entry]
-    monkeypatch.setattr(sys, "argv", [f"nas-{entry}", *args])
-    GlobalHydra.instance().clear()
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        GlobalHydra.instance().clear()
-    return 0
+invoke = invoke_cli  # invoke(entry, args, monkeypatch)
 
 
 @pytest.mark.parametrize("case", list(TABLE))

@@ -64,3 +64,21 @@ def test_the_search_sets_tau_each_epoch(tmp_path, tiny_search_config):
     summary = run_search(tiny_search_config("algorithm=gdas", "epochs=3", "max_steps_per_epoch=1",
                                             "model.nodes=2", "log.images=false"), tmp_path)
     assert summary["gdas"]["final_tau"] == pytest.approx(0.1)
+
+
+def test_a_sampled_all_noise_cell_gives_the_cells_before_it_a_zero_gradient_not_an_error():
+    """S4: when every edge of the last cell draws ``noise`` the loss no longer depends on the earlier
+    cells; the alpha step must still run (it crashed a validation search), with zero reduce-cell gradients."""
+    from nas.search.bilevel import Bilevel
+
+    torch.manual_seed(0)
+    model = Supernet(("noise", "sep_conv_3x3"), channels=4, layers=4, nodes=2, rule=Gdas(GdasConfig()).make_rule())
+    with torch.no_grad():
+        model.arch.alpha_normal.copy_(torch.tensor([50.0, 0.0]).expand_as(model.arch.alpha_normal))
+    a_opt = torch.optim.Adam(model.alphas(), lr=0.1)
+    bilevel = Bilevel(model, torch.optim.SGD(model.parameters(), lr=0.1), a_opt, grad_clip=5.0)
+    batch = (torch.randn(2, 3, 8, 8), torch.tensor([0, 1]))
+    loss, grads = bilevel.hypergradient(batch, batch)
+    assert torch.isfinite(loss)
+    reduce = [g for a, g in zip(model.alphas(), grads) if a is model.arch.alpha_reduce][0]
+    assert torch.equal(reduce, torch.zeros_like(reduce))

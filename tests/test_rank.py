@@ -7,15 +7,14 @@ from __future__ import annotations
 import csv
 import json
 import random
-import sys
+from functools import partial
 
 import pytest
-from hydra.core.global_hydra import GlobalHydra
 
+from conftest import invoke_cli
 from nas.evaluate.correlation import kendall_tau, spearman_rho
 from nas.genotype import save_json
 from nas.ops import SPACES
-from nas.rank import cli as rank_cli
 from nas.rank.genotypes import random_cells
 from nas.search.algorithms.discrete import CellSpace
 
@@ -27,17 +26,7 @@ TINY = ["data.limit=48", "data.image_size=16", "batch_size=8", "model.channels=4
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def invoke(args, monkeypatch) -> int:
-    """``nas-rank <args>`` in this process, as a user runs it (exit status returned)."""
-    monkeypatch.setattr(sys, "argv", ["nas-rank", *args])
-    GlobalHydra.instance().clear()
-    try:
-        rank_cli.main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        GlobalHydra.instance().clear()
-    return 0
+invoke = partial(invoke_cli, "rank")
 
 
 def test_rank_a_folder_a_list_and_random_cells_with_four_evaluators(tmp_path, monkeypatch, capsys):

@@ -10,33 +10,22 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
-from conftest import TINY_SEARCH, run_cli
+from conftest import TINY_SEARCH, invoke_cli, run_cli
 from nas.engine import Hook, NonFiniteLoss, RunDirectory
-from nas.search import cli as search_cli
 from nas.search.task import run_search
 
 QUICK = [*TINY_SEARCH, "epochs=1", "log.images=false", "model.nodes=2"]
 
 
-def invoke(args: list[str], monkeypatch) -> int:
-    """``nas-search`` in this process, as a user would call it; returns its exit code."""
-    monkeypatch.setattr(sys, "argv", ["nas-search", *args])
-    GlobalHydra.instance().clear()
-    try:
-        search_cli.main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        GlobalHydra.instance().clear()
-    return 0
+invoke = partial(invoke_cli, "search")
 
 
 def one_error_line(capsys) -> str:

@@ -12,17 +12,16 @@ subprocess gets it through ``PYTHONPATH``). ``invoke`` runs ``nas-tune`` in this
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-from hydra.core.global_hydra import GlobalHydra
 
+from conftest import invoke_cli
 from nas.engine import NonFiniteLoss
 from nas.errors import ConfigError
 
@@ -98,16 +97,4 @@ class Curve:
         return summary
 
 
-def invoke(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    """``nas-tune <args>`` through its real entry point in this process; returns the exit code."""
-    from nas.tune import cli
-
-    monkeypatch.setattr(sys, "argv", ["nas-tune", *args])
-    GlobalHydra.instance().clear()
-    try:
-        cli.main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        GlobalHydra.instance().clear()
-    return 0
+invoke = partial(invoke_cli, "tune")

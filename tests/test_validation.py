@@ -17,7 +17,7 @@ from nas.ops import resolve_space
 from nas.search.derive import derive_genotype
 from nas.search.random_genotype import sample_genotype
 from nas.validation.planted import PLANTED, make_planted_data
-from nas.validation.recovery import chance_recovery, recovery
+from nas.validation.recovery import chance_op_recovery, chance_recovery, op_recovery, recovery, recovery_curve
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "validation.py"
 DARTS = resolve_space("darts", None)
@@ -76,15 +76,45 @@ def run_suite(args: list[str], cwd: Path) -> dict:
     return table
 
 
-def test_the_planted_suite_runs_and_scores_every_algorithm(tmp_path):
-    table = run_suite(["planted", "--out", "out", "--algorithms", "darts_1st,random", "--check", "1",
-                       "--limit", "200"], tmp_path)
-    assert set(table["algorithms"]) == {"darts_1st", "random"}
+S4 = resolve_space("s4", None)
+
+
+def test_op_recovery_counts_the_edges_holding_a_right_op():
+    cell = sample_genotype(S4, 4, 2, seed=3)
+    right = sum(op == "sep_conv_3x3" for kind in ("normal", "reduce") for op, _ in getattr(cell, kind))
+    assert op_recovery(cell, ["sep_conv_3x3"]) == right / 16
+    assert chance_op_recovery(["sep_conv_3x3"], S4) == 0.5
+    assert chance_op_recovery(["sep_conv_3x3"], DARTS) == 1 / 7  # none is never chosen
+    scores = [op_recovery(sample_genotype(S4, 4, 2, seed=s), ["sep_conv_3x3"]) for s in range(2000)]
+    assert abs(np.mean(scores) - 0.5) < 4 * np.std(scores) / np.sqrt(len(scores))
+
+
+def test_the_recovery_curve_follows_the_best_cell_found_so_far():
+    cells = [sample_genotype(DARTS, 4, 2, seed=s) for s in range(4)]
+    records = [{"genotype": c.to_dict(), "score": v} for c, v in zip(cells, [0.1, None, 0.3, 0.3])]
+    curve = recovery_curve(records, lambda g: recovery(g, cells[2]), at=[1, 2, 4, 10])
+    assert curve == {1: recovery(cells[0], cells[2]), 2: recovery(cells[0], cells[2]), 4: 1.0}  # a tie keeps the first
+
+
+def test_the_planted_suite_scores_one_shot_and_discrete_searches_in_parallel(tmp_path):
+    table = run_suite(["planted", "--out", "out", "--algorithms", "darts_1st,random,random_search", "--check", "1",
+                       "--limit", "200", "--jobs", "2", "--evaluations", "3",
+                       "--discrete-override", "algorithm.supernet.eval_batches=1"], tmp_path)
+    assert set(table["algorithms"]) == {"darts_1st", "random", "random_search"}
     for row in table["algorithms"].values():
         assert 0.0 <= row["recovery"]["mean"] <= 1.0 and row["recovery"]["n"] == 1
-    assert 0 < table["chance"] < 0.2
+    assert set(table["algorithms"]["random_search"]["recovery_by_evaluations"]) == {"1", "2"}
+    assert 0 < table["chance"] < 0.2 and table["jobs"] == 2
     check = table["construction_check"]
-    assert 0.0 <= check["planted_top1"]["mean"] <= 1.0 and check["random_top1"]["n"] == 1
+    assert 0.0 <= check["known_top1"]["mean"] <= 1.0 and check["random_top1"]["n"] == 1
+    assert isinstance(check["passed"], bool)
+
+
+def test_the_s4_suite_scores_the_share_of_right_ops(tmp_path):
+    table = run_suite(["s4", "--out", "out", "--algorithms", "darts_1st", "--check", "1"], tmp_path)
+    assert table["chance"] == 0.5 and 0.0 <= table["algorithms"]["darts_1st"]["recovery"]["mean"] <= 1.0
+    known = json.loads((tmp_path / "out" / "known.json").read_text())
+    assert {op for op, _ in known["normal"] + known["reduce"]} == {"sep_conv_3x3"}
 
 
 def test_the_cifar_suite_retrains_searched_and_random_cells(tmp_path):
@@ -101,3 +131,17 @@ def test_the_cifar_suite_retrains_searched_and_random_cells(tmp_path):
     assert table["random_top1"]["n"] == 1 and 0.0 <= table["algorithms"]["darts_1st"]["test_top1"]["mean"] <= 1.0
     with np.load(tmp_path / "out" / "data" / "train.npz") as data:
         assert data["images"].shape == (32, 3, 16, 16) and sorted(np.bincount(data["labels"])) == [16, 16]
+
+
+def test_by_default_the_suite_validates_every_algorithm_a_user_can_name():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("validation_script", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    names = script.parse_args(["s4", "--out", "unused"]).algorithms
+    assert {"darts_1st", "darts_2nd", "asap", "gdas", "drnas", "fairdarts", "random", "random_search", "evolution",
+            "reinforce", "tpe"} <= set(names)
+    assert "darts" not in names  # a registry name, not an algorithm= choice
+    assert {a for a in names if script.is_discrete(a)} >= {"evolution", "random_search", "reinforce", "tpe"}
+    assert not script.is_discrete("darts_1st") and not script.is_discrete("asap")

@@ -42,6 +42,32 @@ def results_in(run_dir: Path) -> list[str]:
     return found
 
 
+def lock_directory(path: Path, what: str, owner: str, hint: str) -> int:
+    """Create ``path`` and take the exclusive lock of its ``.lock`` file; the returned descriptor holds
+    the lock until it is closed. One-line refusals: not a directory, not writable, locked by ``owner``
+    (with the holder's pid, which ``write_holder`` records, and ``hint``)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"{what} {path} is not a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot use {what} {path}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ConfigError(f"{what} {path} is in use by {owner} (pid {holder}); {hint}") from None
+    return fd
+
+
+def write_holder(fd: int) -> None:
+    """Record this process as the holder of the lock ``fd`` (what a refused second command reports)."""
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+
+
 class RunDirectory:
     """The directory of one run, locked for as long as the run lives (``with RunDirectory(...)``)."""
 
@@ -58,23 +84,9 @@ class RunDirectory:
         if found and not (overwrite or resuming):  # refused before anything is created
             raise ConfigError(f"run directory {self.path} already holds results ({', '.join(found)}); "
                               "pass resume=<run dir> to continue it or overwrite=true to replace it")
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        except (FileExistsError, NotADirectoryError):
-            raise ConfigError(f"run directory {self.path} is not a directory") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot use run directory {self.path}: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise ConfigError(f"run directory {self.path} is in use by another run (pid {holder}); "
-                              "choose another hydra.run.dir or wait for it to finish") from None
-        self._fd = fd
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd = lock_directory(self.path, "run directory", "another run",
+                                       "choose another hydra.run.dir or wait for it to finish")
+        write_holder(fd)
         checkpoint.remove_temporary_files(self.path)
         if not resuming:
             leftovers = artefacts_in(self.path)

@@ -108,7 +108,10 @@ class Bilevel:
                 grads = [g + r for g, r in zip(grads, torch.autograd.grad(self.regularizer(), alphas))]
             return loss, grads
         loss = loss_at(self.model, val)
-        grads = list(torch.autograd.grad(self._with_regularizer(loss), alphas))
+        # allow_unused: with a sampled path (GDAS) a cell whose every edge drew an input-free op (S4's
+        # noise) cuts the loss off from the cells before it; their alphas then get a zero gradient.
+        grads = torch.autograd.grad(self._with_regularizer(loss), alphas, allow_unused=True)
+        grads = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, grads)]
         self.average(grads)
         return loss.detach(), grads
 

@@ -10,7 +10,6 @@ Hydra, or here) is removed again.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -18,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from nas.checkpoint import write_json
+from nas.engine.rundir import LOCK_NAME, lock_directory, write_holder
 from nas.errors import ConfigError
 
-LOCK_NAME = ".lock"
 DEFINITION_FILE = "study.json"
 # What a study writes into its directory; anything else makes it not a study's directory.
 OURS = {LOCK_NAME, DEFINITION_FILE, ".hydra", "tune.log", "journal.log", "journal.log.lock", "study.db", "trials",
@@ -42,26 +41,15 @@ class StudyDirectory:
         self._was_empty = not self.path.exists() or not any(self.path.iterdir())
         if self.path.is_dir():
             self._check(identity)  # before the lock file exists: a refused directory stays exactly as it was
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise ConfigError(f"cannot use study directory {self.path}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise ConfigError(f"study directory {self.path} is in use by another nas-tune (pid {holder}); "
-                              "wait for it, or add workers with tune.workers") from None
+        fd = lock_directory(self.path, "study directory", "another nas-tune",
+                            "wait for it, or add workers with tune.workers")
         self._fd = fd
         try:
             self.resuming = self._check(identity)
         except ConfigError:
             self.release(refused=True)
             raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        write_holder(fd)
         return self
 
     def _check(self, identity: dict[str, Any]) -> bool:

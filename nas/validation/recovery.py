@@ -1,18 +1,26 @@
-"""How much of a known cell a search found: the fraction of its (op, input) choices recovered.
+"""How much of a known answer a search found.
 
-A genotype makes, for each intermediate node of each cell, k choices of (op, input). Given the
-planted genotype, a derived one recovers a choice when the same node of the same cell holds the
-same (op, input) pair; the recovery is the fraction of the planted choices recovered (order within a
-node does not matter). ``chance_recovery`` is what a uniformly random genotype of the same space
-and rules recovers on average, the floor any search must clear.
+``recovery``: a genotype makes, for each intermediate node of each cell, k choices of (op, input).
+Given the planted genotype, a derived one recovers a choice when the same node of the same cell
+holds the same (op, input) pair; the recovery is the fraction of the planted choices recovered
+(order within a node does not matter). ``chance_recovery`` is what a uniformly random genotype of
+the same space and rules recovers on average, the floor any search must clear.
+
+``op_recovery``: where only the ops have a known answer (R-DARTS' S4 space, where ``noise`` carries no
+signal and ``sep_conv_3x3`` is the right op on every edge), the fraction of the derived cell's edges
+that hold a right op; a uniformly random cell scores ``|right| / |non-zero ops|`` on average.
+
+``recovery_curve``: for the discrete searches, the recovery of the best cell found after each number
+of evaluations (from ``summary.json``'s evaluation records).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from nas.genotype import Genotype, Pair
+from nas.genotype import Genotype, Pair, from_mapping
 from nas.ops import get_op
 
 KINDS = ("normal", "reduce")
@@ -56,3 +64,31 @@ def chance_recovery(planted: Genotype, op_names: Sequence[str]) -> float:
             expected += k * (k / (2 + j)) / m
             total += k
     return expected / total
+
+
+def op_recovery(derived: Genotype, right_ops: Iterable[str]) -> float:
+    """The fraction of the edges of both cells whose op is one of ``right_ops``."""
+    right = set(right_ops)
+    ops = [op for kind in KINDS for op, _ in getattr(derived, kind)]
+    return sum(op in right for op in ops) / len(ops)
+
+
+def chance_op_recovery(right_ops: Iterable[str], op_names: Sequence[str]) -> float:
+    """What a uniformly random cell scores on ``op_recovery`` (ops drawn among the non-zero ones)."""
+    candidates = [name for name in op_names if not get_op(name).zero]
+    return sum(name in set(right_ops) for name in candidates) / len(candidates)
+
+
+def recovery_curve(evaluations: Sequence[dict[str, Any]], score: Callable[[Genotype], float],
+                   at: Sequence[int]) -> dict[int, float]:
+    """``score`` of the best-so-far cell after each count in ``at`` (counts past the run are left out);
+    ties keep the earlier cell, as the searches do."""
+    curve: dict[int, float] = {}
+    best_value, best = float("-inf"), None
+    for n, record in enumerate(evaluations, start=1):
+        value = record["score"] if record["score"] is not None else float("-inf")
+        if best is None or value > best_value:
+            best_value, best = value, from_mapping(record["genotype"])
+        if n in at:
+            curve[n] = score(best)
+    return curve
