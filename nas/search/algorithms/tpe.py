@@ -38,7 +38,7 @@ Suggest = Callable[[str, list[str]], str]
 class TpeConfig(DiscreteConfig):
     name: str = algorithm_name("tpe")
     startup: int = option(10, ge=1, le=100_000)  # random proposals before TPE models the scores
-    multivariate: bool = True  # model the choices jointly (Optuna's multivariate TPE), not one by one
+    multivariate: bool = option(True, free="a switch")  # model the choices jointly (multivariate TPE), not one by one
 
 
 def cell_from_choices(space: CellSpace, suggest: Suggest) -> Genotype:
