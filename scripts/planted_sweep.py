@@ -24,7 +24,7 @@ from nas.genotype import Genotype
 from nas.ops import resolve_space
 from nas.search.random_genotype import sample_genotype
 from nas.train.networks import build_network
-from nas.validation.planted import PLANTED
+from nas.validation.planted import PLANTED, teacher_labels
 
 dev = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -53,33 +53,10 @@ BUDGETS = [(2000, 5), (6000, 15)]  # (training images at most, epochs)
 CHANNELS = 8
 
 
-def sample_images() -> tuple[torch.Tensor, int]:
-    """The shipped sample at 16 px, standardised, train images first; and the train count."""
+def sample_images() -> tuple[torch.Tensor, tuple, tuple, int]:
+    """The shipped sample at 16 px as uint8 (train images first), its mean and std, and the train count."""
     train, test = (load_images("sample", "", split, image_size=16) for split in ("train", "test"))
-    images = torch.cat([train.images, test.images]).float() / 255
-    mean, std = torch.tensor(train.mean).view(1, 3, 1, 1), torch.tensor(train.std).view(1, 3, 1, 1)
-    return ((images - mean) / std).to(dev), len(train.images)
-
-
-@torch.no_grad()
-def teacher_labels(x: torch.Tensor, g: Genotype, layers: int, classes: int, gain: float,
-                   seed: int = 1234) -> tuple[torch.Tensor, torch.Tensor]:
-    torch.manual_seed(seed)
-    teacher = build_network("cifar", g, CHANNELS, layers, classes, auxiliary=False).to(dev)
-    for m in teacher.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            m.weight.mul_(gain)
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    teacher.train()
-    for i in range(0, len(x), 500):
-        teacher(x[i:i + 500])
-    teacher.eval()
-    logits = torch.cat([teacher(x[i:i + 500])[0] for i in range(0, len(x), 500)])
-    z = (logits - logits.mean(0)) / logits.std(0).clamp_min(1e-12)
-    top2 = z.topk(2, dim=1).values
-    return z.argmax(1), top2[:, 0] - top2[:, 1]
+    return torch.cat([train.images, test.images]), train.mean, train.std, len(train.images)
 
 
 def train_and_test(x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor,
@@ -113,10 +90,12 @@ def main() -> None:
     torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
     cell, layers, classes, kept, gain = CANDIDATES[idx]
     budgets, n_random = (BUDGETS, 6) if dev == "cuda" else ([(200, 1)], 1)
-    x, n_train = sample_images()
+    images, mean, std, n_train = sample_images()
+    x = ((images.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)).to(dev)
     g = CELLS[cell]
-    y, margin = teacher_labels(x, g, layers, classes, gain)
-    keep = (margin >= margin.quantile(1 - kept)).nonzero().flatten().cpu()
+    y, margin = teacher_labels(images, mean, std, g, CHANNELS, layers, classes, seed=1234, gain=gain)
+    y = y.to(dev)
+    keep = (margin >= margin.quantile(1 - kept)).nonzero().flatten()
     test_idx = keep[keep >= n_train]
     space = resolve_space("darts", None)
     for images, epochs in budgets:

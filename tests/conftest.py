@@ -91,3 +91,10 @@ def invoke_cli(command: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -
     finally:
         GlobalHydra.instance().clear()
     return 0
+
+
+def one_error_line(capsys: pytest.CaptureFixture) -> str:
+    """The one line a refused command printed to stderr (asserted: exactly one, starting ``error: ``)."""
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]

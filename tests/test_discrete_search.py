@@ -17,7 +17,7 @@ from functools import partial
 import pytest
 import torch
 
-from conftest import TINY_SEARCH, compose_search, invoke_cli
+from conftest import TINY_SEARCH, compose_search, invoke_cli, one_error_line
 from nas.evaluate.base import canonical
 from nas.genotype import Genotype, validate
 from nas.ops import SPACES, get_op
@@ -339,6 +339,5 @@ BAD = [
 @pytest.mark.parametrize(("args", "fragment"), BAD, ids=[b[1] for b in BAD])
 def test_bad_values_are_one_line_and_exit_2(args, fragment, tmp_path, monkeypatch, capsys):
     assert invoke([*TINY, *args, f"hydra.run.dir={tmp_path / 'run'}"], monkeypatch) == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+    assert fragment in one_error_line(capsys)
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())

@@ -11,7 +11,7 @@ from functools import partial
 
 import pytest
 
-from conftest import invoke_cli
+from conftest import invoke_cli, one_error_line
 from nas.evaluate.correlation import kendall_tau, spearman_rho
 from nas.genotype import save_json
 from nas.ops import SPACES
@@ -95,8 +95,7 @@ BAD = [
 @pytest.mark.parametrize(("args", "fragment"), BAD, ids=[b[1] for b in BAD])
 def test_bad_values_are_one_line_and_exit_2_with_nothing_written(args, fragment, tmp_path, monkeypatch, capsys):
     assert invoke([*TINY, *args, f"hydra.run.dir={tmp_path / 'rank'}"], monkeypatch) == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+    assert fragment in one_error_line(capsys)
     assert not (tmp_path / "rank").exists() or not any((tmp_path / "rank").iterdir())
 
 

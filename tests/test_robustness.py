@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY_SEARCH, invoke_cli, run_cli
+from conftest import TINY_SEARCH, invoke_cli, one_error_line, run_cli
 from nas.engine import Hook, NonFiniteLoss, RunDirectory
 from nas.search.task import run_search
 
@@ -26,12 +26,6 @@ QUICK = [*TINY_SEARCH, "epochs=1", "log.images=false", "model.nodes=2"]
 
 
 invoke = partial(invoke_cli, "search")
-
-
-def one_error_line(capsys) -> str:
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

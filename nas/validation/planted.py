@@ -35,8 +35,10 @@ PLANTED = Genotype(
 
 @torch.no_grad()
 def teacher_labels(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], genotype: Genotype,
-                   channels: int, layers: int, classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(labels, margins) of uint8 ``images`` under a random teacher built from ``genotype``."""
+                   channels: int, layers: int, classes: int, seed: int,
+                   gain: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels, margins) of uint8 ``images`` under a random teacher built from ``genotype``; ``gain``
+    scales the teacher's conv weights (scripts/planted_sweep.py tries sharper teachers)."""
     from nas.train.networks import build_network
 
     torch.manual_seed(seed)
@@ -44,6 +46,8 @@ def teacher_labels(images: torch.Tensor, mean: tuple[float, ...], std: tuple[flo
     x = (images.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     teacher.train()
     for module in teacher.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.weight.mul_(gain)
         if isinstance(module, torch.nn.BatchNorm2d):
             module.reset_running_stats()
             module.momentum = None  # a cumulative average over all the images
