@@ -117,6 +117,21 @@ class DataConfig:
 
 
 @dataclass
+class SpaceConfig:
+    """Which search space (``nas.spaces``), its op set and, for tabular benchmarks, the table of known answers."""
+
+    name: str = option("darts", free="a registered space, checked against the space registry")
+    ops: list[str] | None = option(None, free="registered op names, checked against the op registry")
+    # a file of arch,val_acc,test_acc rows, or a table shipped with the package (cifar10); null: none
+    table: str | None = option(None, free="a path or a shipped table's name; checked when it is read")
+    table_dataset: str | None = option(None, free="the dataset the table was measured on; reported")
+
+    def validate(self) -> None:
+        """What one field cannot say alone; the space itself is checked by the command (``check_space``)."""
+        check(self.ops is None or len(self.ops) > 0, "space.ops must list at least one op (or be null: the named space)")
+
+
+@dataclass
 class LogConfig:
     every_steps: int = option(50, ge=1)  # step scalars (losses, lr, alphas) every this many steps
     images: bool = option(True, free="a switch")  # alpha heatmaps and cell drawings each epoch

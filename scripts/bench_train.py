@@ -1,6 +1,6 @@
 """Time one retrain step of the DARTS_V2 genotype in its scale-up network and print JSON, one object per run.
 
-Protocol: the published DARTS_V2 cell in the evaluation networks of ``nas.train.networks`` with the
+Protocol: the published DARTS_V2 cell in the evaluation networks of ``nas.spaces.darts_networks`` with the
 defaults of ``configs/model/*.yaml`` (cifar: C=36, 20 cells, 10 classes, 32 px; imagenet: C=48, 14
 cells, 1000 classes, 224 px; both with the auxiliary head). One timed step = what the retrain
 loop's ``TrainRun.train_step`` does in a single process: forward in training mode with drop path
@@ -94,7 +94,7 @@ def run_one(args: argparse.Namespace, model_name: str, batch_size: int) -> dict:
     from nas.benchmark import step_figures, time_steps
     from nas.engine import select_device
     from nas.genotype import PUBLISHED
-    from nas.train.networks import build_network, network_spec
+    from nas.spaces.darts_networks import build_network, network_spec
     from nas.train.profile import count_parameters
     from nas.train.task import sgd_step
 

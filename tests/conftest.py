@@ -98,3 +98,12 @@ def one_error_line(capsys: pytest.CaptureFixture) -> str:
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     return lines[0]
+
+
+def darts_sampler(op_names, nodes: int, k: int = 2, max_skip: int | None = None):
+    """Uniform draws of DARTS cells over ``op_names`` with ``nodes`` nodes (``nas.spaces.Sampler``)."""
+    from types import SimpleNamespace
+
+    from nas.spaces import DartsSpace, Rules, Sampler
+
+    return Sampler(DartsSpace(op_names), SimpleNamespace(nodes=nodes), Rules(k=k, max_skip=max_skip))

@@ -10,9 +10,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from nas.engine import Hook
 from nas.ops import SPACES
 from nas.search.algorithms.asap import Asap, AsapConfig, ops_to_prune, temperature_at, threshold_at
-from nas.search.calibration import recalibrate_batchnorm
-from nas.search.supernet import Supernet
 from nas.search.task import run_search
+from nas.spaces.calibration import recalibrate_batchnorm
+from nas.spaces.darts_supernet import Supernet
 
 ASAP_FAST = ["algorithm=asap", "algorithm.t0=0.5", "algorithm.beta=0.01", "algorithm.threshold=0.3",
              "optim.alpha_lr=0.1", "epochs=3", "max_steps_per_epoch=3"]

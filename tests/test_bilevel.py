@@ -9,7 +9,7 @@ from torch import nn
 from torch.func import functional_call
 
 from nas.search.bilevel import Bilevel, virtual_step
-from nas.search.supernet import Supernet
+from nas.spaces.darts_supernet import Supernet
 
 OPS = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3")
 LOSS = nn.functional.cross_entropy

@@ -3,7 +3,7 @@ import torch
 
 from nas.errors import ConfigError
 from nas.ops import SPACES
-from nas.search.derive import derive_cell, derive_genotype
+from nas.spaces.darts_derive import derive_cell, derive_genotype
 
 OPS = SPACES["darts"]  # none, max, avg, skip, sep3, sep5, dil3, dil5
 IDX = {name: i for i, name in enumerate(OPS)}

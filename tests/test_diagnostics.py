@@ -11,7 +11,7 @@ from torch.nn.functional import cross_entropy
 from nas.genotype import PUBLISHED
 from nas.ops import SPACES
 from nas.search.diagnostics import alpha_entropy, hessian_eig_max, param_free_count, param_free_counts
-from nas.search.supernet import Supernet
+from nas.spaces.darts_supernet import Supernet
 
 # 3 ops × 5 edges (nodes=2) × 2 cell types = 30 alphas: the exact Hessian takes about a second.
 OPS = ("none", "skip_connect", "sep_conv_3x3")

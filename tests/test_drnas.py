@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nas.search.algorithms.drnas import DirichletSample, Drnas, DrnasConfig, concentration, kl_to_uniform, l2_penalty
-from nas.search.architecture import Architecture
+from nas.spaces.darts_supernet import darts_architecture
 
 OPS = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3")
 
@@ -31,7 +31,7 @@ def test_the_mean_is_the_normalised_concentration_and_derivation_uses_it():
     beta = torch.tensor([[1.0, 2.0, 1.0 + torch.expm1(torch.tensor(-0.5)).item(), 3.0, 1.3]])
     torch.testing.assert_close(concentration(alpha), beta)
     torch.testing.assert_close(DirichletSample().probabilities(alpha, alive), beta / beta.sum())
-    arch = Architecture(OPS, nodes=2, rule=DirichletSample())
+    arch = darts_architecture(OPS, nodes=2, rule=DirichletSample())
     with torch.no_grad():
         arch.alpha_normal.copy_(torch.randn_like(arch.alpha_normal))
     expected = concentration(arch.alpha_normal) / concentration(arch.alpha_normal).sum(-1, keepdim=True)

@@ -11,17 +11,18 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from conftest import darts_sampler
 from nas.config import DataConfig
 from nas.errors import ConfigError, GenotypeError
-from nas.evaluate.base import Score, Workbench, build_workbench, canonical, genotype_key
+from nas.evaluate.base import Score, Workbench, build_workbench, genotype_key
 from nas.evaluate.config import SupernetEvaluatorConfig, TrainEvaluatorConfig, ZeroCostEvaluatorConfig
 from nas.evaluate.factory import make_evaluator
 from nas.evaluate.supernet import path_of
 from nas.evaluate.zero_cost import proxy_score
 from nas.genotype import Genotype
 from nas.ops import SPACES
-from nas.search.algorithms.discrete import CellSpace
 from nas.search.config import SpaceConfig, SupernetConfig
+from nas.spaces.darts import canonical
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -41,7 +42,7 @@ def bench() -> Workbench:
 
 @pytest.fixture(scope="module")
 def cells(bench) -> list[Genotype]:
-    space, rng = CellSpace.of(bench.op_names, bench.nodes, 2), random.Random(0)
+    space, rng = darts_sampler(bench.op_names, bench.model.nodes, 2), random.Random(0)
     return [space.sample(rng) for _ in range(3)]
 
 
@@ -84,25 +85,25 @@ def test_a_score_that_cannot_be_computed_ranks_last():
 
 
 def test_a_path_keeps_exactly_the_genotypes_edges_and_ops(bench, cells):
-    weights, active = path_of(cells[0], bench.op_names, bench.nodes)
+    weights, active = path_of(cells[0], bench)
     for kind in ("normal", "reduce"):
         pairs = getattr(cells[0], kind)
         assert float(weights[kind].sum()) == len(pairs)  # one op of weight 1 per kept (edge, op)
         assert sum(len(ops) for ops in active[kind]) == len(pairs)
         assert sorted(bench.op_names[i] for ops in active[kind] for i in ops) == sorted(op for op, _ in pairs)
     with pytest.raises(GenotypeError, match="nodes"):
-        path_of(cells[0], bench.op_names, bench.nodes + 1)
+        bench.space.path_of(cells[0], SimpleNamespace(nodes=bench.model.nodes + 1))
     odd = Genotype([("conv_9x9", 0), ("skip_connect", 1)] * 2, [2, 3], cells[0].reduce, [2, 3])
     with pytest.raises(GenotypeError, match="not in the searched space"):
-        path_of(odd, bench.op_names, bench.nodes)
+        path_of(odd, bench)
 
 
 def test_the_supernet_trains_only_the_sampled_path(bench, cells, supernet):
     model = supernet.model
     model.zero_grad(set_to_none=True)
     x, y = next(bench.data.train.batches(0))
-    torch.nn.functional.cross_entropy(model(x, *path_of(cells[0], bench.op_names, bench.nodes)), y).backward()
-    _, active = path_of(cells[0], bench.op_names, bench.nodes)
+    torch.nn.functional.cross_entropy(model(x, *path_of(cells[0], bench)), y).backward()
+    _, active = path_of(cells[0], bench)
     for cell in model.cells:
         kind = "reduce" if cell.reduction else "normal"
         for e, edge in enumerate(cell.edges):
@@ -131,7 +132,7 @@ def test_a_node_lists_its_inputs_in_any_order_and_is_the_same_cell(cells):
 
 
 def test_stochastic_ops_do_not_tie_a_score_to_the_global_rng(bench):
-    space = CellSpace.of(SPACES["s4"], bench.nodes, 2)  # R-DARTS' noise op draws in training mode
+    space = darts_sampler(SPACES["s4"], bench.model.nodes, 2)  # R-DARTS' noise op draws in training mode
     rng = random.Random(0)
     genotype = next(g for g in (space.sample(rng) for _ in range(20)) if any(op == "noise" for op, _ in g.normal))
     evaluator = make_evaluator("snip", settings(), bench, k=2, max_skip=None)

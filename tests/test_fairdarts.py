@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nas.search.algorithms.fairdarts import FairDarts, FairDartsConfig, IndependentSigmoid, zero_one_loss
-from nas.search.derive import derive_cell
+from nas.spaces.darts_derive import derive_cell
 
 
 def test_weights_are_independent_sigmoids():

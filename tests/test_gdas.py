@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nas.search.algorithms.gdas import Gdas, GdasConfig, HardGumbel, tau_at
-from nas.search.supernet import Supernet
+from nas.spaces.darts_supernet import Supernet
 
 OPS = ("max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3")
 

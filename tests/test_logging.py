@@ -11,6 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nas.genotype import PUBLISHED, Genotype
 from nas.logging import TBLogger, alpha_heatmap, cell_diagram, edge_labels
+from nas.ops import DARTS_PRIMITIVES
+from nas.spaces import DartsSpace
 
 OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
        "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
@@ -99,7 +101,7 @@ def event_log(tmp_path_factory) -> tuple[EventAccumulator, Path]:
         tb.scalars({"train/loss": 1.5, "val/acc": torch.tensor(0.25)}, step=3)
         tb.alphas(weights, OPS, step=3, alive=alive)
         tb.alpha_images(weights, OPS, step=3, alive=alive)
-        tb.genotype(DARTS, step=3)
+        tb.genotype(DARTS, DartsSpace(DARTS_PRIMITIVES).images(DARTS), step=3)
         tb.text("note", "hello", step=3)
     acc = EventAccumulator(str(log_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
     acc.Reload()
@@ -146,7 +148,7 @@ def test_disabled_logger_creates_nothing(tmp_path):
         tb.scalars({"loss": 1.0}, step=0)
         tb.alphas({"normal": op_weights(14)}, OPS, step=0)
         tb.alpha_images({"normal": op_weights(14)}, OPS, step=0)
-        tb.genotype(DARTS, step=0)
+        tb.genotype(DARTS, {}, step=0)
         tb.text("x", "y", step=0)
         tb.flush()
     assert not log_dir.exists()

@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from nas.cells import MixedEdge
 from nas.errors import ConfigError
 from nas.ops import OPS, SPACES, get_op, resolve_space
-from nas.search.supernet import Supernet
+from nas.spaces.darts_supernet import Supernet
 
 
 @pytest.mark.parametrize("name", sorted(OPS))

@@ -9,7 +9,7 @@ from nas.errors import ConfigError
 from nas.genotype import validate
 from nas.ops import SPACES, get_op
 from nas.search.random_genotype import sample_genotype
-from nas.train.networks import build_network
+from nas.spaces.darts_networks import build_network
 
 
 def test_same_seed_same_genotype_and_seeds_differ():

@@ -11,12 +11,11 @@ from functools import partial
 
 import pytest
 
-from conftest import invoke_cli, one_error_line
+from conftest import darts_sampler, invoke_cli, one_error_line
 from nas.evaluate.correlation import kendall_tau, spearman_rho
 from nas.genotype import save_json
 from nas.ops import SPACES
 from nas.rank.genotypes import random_cells
-from nas.search.algorithms.discrete import CellSpace
 
 TINY = ["data.limit=48", "data.image_size=16", "batch_size=8", "model.channels=4", "model.layers=3", "model.nodes=2",
         "max_steps_per_epoch=2", "genotypes.random=0", "train.epochs=1", "train.eval_batches=2",
@@ -30,7 +29,7 @@ invoke = partial(invoke_cli, "rank")
 
 
 def test_rank_a_folder_a_list_and_random_cells_with_four_evaluators(tmp_path, monkeypatch, capsys):
-    space, rng = CellSpace.of(SPACES["darts"], 2, 2), random.Random(5)
+    space, rng = darts_sampler(SPACES["darts"], 2, 2), random.Random(5)
     for name in ("run_a", "sweep/run_b"):
         save_json(tmp_path / "runs" / name / "genotype.json", space.sample(rng), {"note": "a search's result"})
     save_json(tmp_path / "cell.json", space.sample(rng))

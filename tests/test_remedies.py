@@ -8,14 +8,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nas.cells import MixedEdge, channel_shuffle, edge_inputs
 from nas.ops import SPACES
-from nas.search.architecture import Architecture
 from nas.search.bilevel import Bilevel
-from nas.search.derive import derive_cell
 from nas.search.perturbation import select_by_perturbation
 from nas.search.remedies import aux_skip_coefficient
-from nas.search.supernet import Supernet
 from nas.search.task import run_search
-from nas.search.weighting import uniform_noise
+from nas.spaces.darts_derive import derive_cell
+from nas.spaces.darts_supernet import Supernet, darts_architecture
+from nas.spaces.weighting import uniform_noise
 
 S3 = SPACES["s3"]  # none, skip_connect, sep_conv_3x3
 
@@ -73,7 +72,7 @@ def test_partial_channels_shape_parameters_and_bypass(stride):
 
 
 def test_edge_normalisation_is_a_softmax_over_each_nodes_edges():
-    arch = Architecture(S3, nodes=3, edge_norm=True)
+    arch = darts_architecture(S3, nodes=3, edge_norm=True)
     with torch.no_grad():
         arch.beta_normal.copy_(torch.arange(9.0))
     scales = arch.edge_scales()["normal"]
@@ -82,7 +81,7 @@ def test_edge_normalisation_is_a_softmax_over_each_nodes_edges():
         part = scales[start:start + size]
         assert part.sum().item() == pytest.approx(1.0)
         torch.testing.assert_close(part, torch.softmax(torch.arange(start, start + size, dtype=torch.float), 0))
-    assert Architecture(S3, nodes=3).edge_scales() is None
+    assert darts_architecture(S3, nodes=3).edge_scales() is None
 
 
 # --- DARTS- auxiliary skip, SDARTS-RS perturbation ---------------------------------------------------
@@ -125,7 +124,7 @@ def test_perturbation_acts_in_the_weight_step_only(monkeypatch):
 # --- DARTS-PT selection --------------------------------------------------------------------------
 def test_perturbation_selection_follows_measured_contributions_not_alphas():
     nodes = 2
-    arch = Architecture(S3, nodes=nodes, init_std=0.0)
+    arch = darts_architecture(S3, nodes=nodes, init_std=0.0)
     with torch.no_grad():  # the alphas prefer skip everywhere
         for alpha in arch.alphas().values():
             alpha[:, 1] = 3.0

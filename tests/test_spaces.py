@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from nas.cli import config_dir
 from nas.ops import SPACES, get_op
-from nas.search.supernet import Supernet
+from nas.spaces.darts_supernet import Supernet
 
 
 @pytest.mark.parametrize("space", sorted(SPACES))

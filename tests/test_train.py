@@ -21,8 +21,8 @@ from nas.engine import Hook, Interrupted
 from nas.errors import CheckpointError, ConfigError, DataError, GenotypeError
 from nas.genotype import PUBLISHED, Genotype
 from nas.search.task import run_search
+from nas.spaces.darts_networks import build_network, check_image_size
 from nas.train.config import TrainConfig, register_train_configs, to_train_config
-from nas.train.networks import build_network, check_image_size
 from nas.train.profile import count_macs, count_parameters
 from nas.train.task import CHECKPOINT_FORMAT, drop_path_prob, run_train
 
@@ -158,7 +158,7 @@ def test_every_experiment_composes(experiment):
 
 @pytest.mark.parametrize(("override", "message"), [
     ("epochs=-1", "epochs must be in [1, 100000], got -1"),
-    ("model.name=resnet", "model.name must be one of cifar, imagenet, got resnet"),
+    ("model.name=resnet", "model.name must be one of cifar, imagenet, nb201, got resnet"),
     ("data.image_size=16", "data.image_size>=29"),
     ("drop_path_prob=1.0", "drop_path_prob must be in [0.0, 1.0), got 1.0"),
     ("optim.schedule=step", "optim.schedule must be one of cosine, exponential, got step"),

@@ -23,7 +23,7 @@ from nas.evaluate.zero_cost import (
     synflow,
 )
 from nas.genotype import PUBLISHED
-from nas.train.networks import build_network
+from nas.spaces.darts_networks import build_network
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -32,7 +32,8 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 class MixedEdge(nn.Module):
-    def __init__(self, op_names: Sequence[str], channels: int, stride: int, partial_channels: int = 1):
+    def __init__(self, op_names: Sequence[str], channels: int, stride: int, partial_channels: int = 1,
+                 search_norm: bool = True):
         super().__init__()
         if channels % partial_channels:
             raise ValueError(f"partial_channels={partial_channels} does not divide {channels} channels")
@@ -44,7 +45,7 @@ class MixedEdge(nn.Module):
         ops = []
         for spec in specs:
             op = spec.build(self.op_channels, stride, affine=False)
-            if spec.normalize_in_search:
+            if search_norm and spec.normalize_in_search:  # the DARTS search net's BN after pools
                 op = nn.Sequential(op, nn.BatchNorm2d(self.op_channels, affine=False))
             ops.append(op)
         self.ops = nn.ModuleList(ops)

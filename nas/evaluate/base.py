@@ -37,9 +37,9 @@ from torch import nn
 
 from nas.data import SearchData, build_search_data
 from nas.data.loader import derive_seed
-from nas.genotype import Genotype, Pair
-from nas.ops import resolve_space
-from nas.train.networks import EvalNetwork, build_network
+from nas.genotype import Genotype
+from nas.spaces import SearchSpace, make_space
+from nas.spaces.darts import canonical
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Stop = Callable[[], bool]
@@ -69,18 +69,19 @@ class Score:
 
 @dataclass
 class Workbench:
-    """The data and sizes every evaluator works on (one per search or ``nas-rank`` run)."""
+    """The data, space and sizes every evaluator works on (one per search or ``nas-rank`` run)."""
 
     data: SearchData
-    op_names: tuple[str, ...]
-    nodes: int
-    channels: int
-    layers: int
-    stem_multiplier: int
+    space: SearchSpace
+    model: Any  # the search's ``model`` sizes (the supernet's; candidates are built at them)
     seed: int
     device: torch.device
     channels_last: bool = False
     max_steps_per_epoch: int | None = None
+
+    @property
+    def op_names(self) -> tuple[str, ...]:
+        return self.space.op_names
 
     def steps_per_epoch(self) -> int:
         """Training steps of one epoch over the weight part (capped by ``max_steps_per_epoch``)."""
@@ -91,13 +92,13 @@ class Workbench:
         model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
-    def network(self, genotype: Genotype) -> EvalNetwork:
-        """The discrete network of ``genotype`` at the search's size (CIFAR stem, no auxiliary head),
-        initialised from the genotype's own seed."""
-        with seeded(genotype_seed(self.seed, genotype), self.device):
-            net = build_network("cifar", genotype, self.channels, self.layers, self.data.num_classes,
-                                auxiliary=False, in_channels=self.data.in_channels)
-        return self.place(net)  # type: ignore[return-value]
+    def network(self, genotype: Any) -> nn.Module:
+        """The discrete network of ``genotype`` at the search's size (no auxiliary head), initialised
+        from the genotype's own seed."""
+        with seeded(genotype_seed(self.seed, genotype, self.space), self.device):
+            net = self.space.network_at_search_size(genotype, self.model, self.data.num_classes,
+                                                    self.data.in_channels)
+        return self.place(net)
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
         """The batches of one training epoch (augmented, seeded by the data seed: the same for every
@@ -108,13 +109,12 @@ class Workbench:
 def build_workbench(cfg: Any, device: torch.device) -> Workbench:
     """The workbench of a config with ``data``, ``space``, ``model``, ``batch_size``, ``seed``,
     ``channels_last`` and ``max_steps_per_epoch`` (a search's or ``nas-rank``'s)."""
-    d, m = cfg.data, cfg.model
+    d = cfg.data
     data = build_search_data(name=d.name, root=d.root, download=d.download, train_portion=d.train_portion,
                              image_size=d.image_size, batch_size=cfg.batch_size, seed=cfg.seed, device=device,
                              limit=d.limit, channels_last=cfg.channels_last)
-    return Workbench(data=data, op_names=resolve_space(cfg.space.name, cfg.space.ops), nodes=m.nodes,
-                     channels=m.channels, layers=m.layers, stem_multiplier=m.stem_multiplier, seed=cfg.seed,
-                     device=device, channels_last=cfg.channels_last, max_steps_per_epoch=cfg.max_steps_per_epoch)
+    return Workbench(data=data, space=make_space(cfg.space), model=cfg.model, seed=cfg.seed, device=device,
+                     channels_last=cfg.channels_last, max_steps_per_epoch=cfg.max_steps_per_epoch)
 
 
 class Evaluator:
@@ -148,30 +148,16 @@ class Evaluator:
 
 
 # -- genotypes as keys and seeds -------------------------------------------------------------------------
-def canonical(genotype: Genotype) -> Genotype:
-    """The same cells with each node's pairs listed by input, then op: two genotypes that build the
-    same network (a node sums its inputs in any order) become equal."""
-    return Genotype(_sorted_nodes(genotype.normal, len(genotype.normal_concat)), list(genotype.normal_concat),
-                    _sorted_nodes(genotype.reduce, len(genotype.reduce_concat)), list(genotype.reduce_concat))
+def genotype_key(genotype: Any, space: SearchSpace | None = None) -> str:
+    """A text that identifies the network a genotype builds (the cache key of a search); without a
+    space, a DARTS genotype."""
+    return space.key(genotype) if space is not None else canonical(genotype).to_text()
 
 
-def _sorted_nodes(pairs: Sequence[Pair], nodes: int) -> list[Pair]:
-    k = max(len(pairs) // max(nodes, 1), 1)
-    out: list[Pair] = []
-    for start in range(0, len(pairs), k):
-        out += sorted(((op, int(src)) for op, src in pairs[start:start + k]), key=lambda pair: (pair[1], pair[0]))
-    return out
-
-
-def genotype_key(genotype: Genotype) -> str:
-    """A text that identifies the network a genotype builds (the cache key of a search)."""
-    return canonical(genotype).to_text()
-
-
-def genotype_seed(seed: int, genotype: Genotype) -> int:
+def genotype_seed(seed: int, genotype: Any, space: SearchSpace | None = None) -> int:
     """The seed of every network an evaluator builds for ``genotype``: a function of the run's seed and
     the genotype alone, so that its score does not depend on when it was evaluated."""
-    return derive_seed(seed, zlib.crc32(genotype_key(genotype).encode()))
+    return derive_seed(seed, zlib.crc32(genotype_key(genotype, space).encode()))
 
 
 @contextmanager

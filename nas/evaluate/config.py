@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from nas.config import option
 from nas.evaluate.zero_cost import PROXIES
 
-# The evaluators by name: ``zero_cost`` scores with the proxy its settings name.
-EVALUATORS = ("train", "supernet", "zero_cost")
+# The evaluators by name: ``zero_cost`` scores with the proxy its settings name; ``table`` looks the
+# cell's validation accuracy up in its space's table of known answers (NAS-Bench-201).
+EVALUATORS = ("train", "supernet", "zero_cost", "table")
 PROXY_NAMES = tuple(PROXIES)
 
 

@@ -19,15 +19,21 @@ EVALUATOR_NAMES = EVALUATORS + PROXY_NAMES
 
 def make_evaluator(name: str, settings: Any, bench: Workbench, k: int, max_skip: int | None) -> Evaluator:
     """The evaluator ``name`` with ``settings.train`` / ``settings.supernet`` / ``settings.zero_cost``;
-    ``k`` and ``max_skip`` are the genotype rules the supernet samples its training paths under."""
+    ``k`` and ``max_skip`` are the genotype rules the supernet samples its training paths under.
+    ``table`` scores with the space's table of known answers (its validation accuracy)."""
+    if name == "table":
+        from nas.evaluate.table import TableEvaluator
+
+        return TableEvaluator(bench)
     if name == "train":
         from nas.evaluate.train import TrainEvaluator
 
         return TrainEvaluator(bench, settings.train)
     if name == "supernet":
         from nas.evaluate.supernet import SupernetEvaluator
+        from nas.spaces import Rules, Sampler
 
-        return SupernetEvaluator(bench, settings.supernet, k, max_skip)
+        return SupernetEvaluator(bench, settings.supernet, Sampler(bench.space, bench.model, Rules(k, max_skip)))
     if name == "zero_cost" or name in PROXY_NAMES:
         from nas.evaluate.zero_cost_evaluator import ZeroCostEvaluator
 

@@ -11,7 +11,7 @@ so no path is favoured: the shared weights are meant to rank every candidate fai
 A candidate is scored by running the supernet along its own path, in eval mode, on the held-out
 part of the search split. The BatchNorm statistics gathered in training average over many paths
 and describe none of them, so they are first re-estimated on ``calibration_batches`` training
-batches along the candidate's path (``nas.search.calibration``), as SPOS does.
+batches along the candidate's path (``nas.spaces.calibration``), as SPOS does.
 
 The supernet's training is the evaluator's one-time ``setup`` cost, apart from the per-candidate
 costs; a search checkpoints the trained supernet, so a resumed search never trains it again.
@@ -25,9 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.cells import edge_inputs
 from nas.data.loader import derive_seed
-from nas.errors import GenotypeError
 from nas.evaluate.base import (
     Cost,
     Evaluator,
@@ -40,45 +38,23 @@ from nas.evaluate.base import (
     seeded,
 )
 from nas.evaluate.config import SupernetEvaluatorConfig
-from nas.genotype import Genotype
-from nas.search.calibration import recalibrate_batchnorm
-from nas.search.random_genotype import sample_genotype
-from nas.search.supernet import Supernet
+from nas.spaces import Sampler
+from nas.spaces.calibration import recalibrate_batchnorm
+from nas.spaces.supernet import SupernetBase
 
 _INIT_STREAM, _PATH_STREAM = 0x5B1, 0x5B2  # seeds of the supernet's weights and of its training paths
 Path = tuple[dict[str, torch.Tensor], dict[str, list[list[int]]]]
 
 
-def path_of(genotype: Genotype, op_names: tuple[str, ...], nodes: int, device: torch.device | None = None) -> Path:
-    """The op weights and active ops that make the supernet compute exactly ``genotype``'s cells:
-    weight 1 on each kept (edge, op), and nothing computed anywhere else."""
-    if genotype.nodes != nodes or any(list(c) != list(range(2, nodes + 2))
-                                      for c in (genotype.normal_concat, genotype.reduce_concat)):
-        raise GenotypeError(f"the supernet has {nodes} nodes, all concatenated; the genotype "
-                            f"{genotype.to_text()} does not fit it (model.nodes)")
-    index = {name: i for i, name in enumerate(op_names)}
-    edge_of = {pair: e for e, pair in enumerate(edge_inputs(nodes))}
-    weights, active = {}, {}
-    for kind in ("normal", "reduce"):
-        pairs = getattr(genotype, kind)
-        k = len(pairs) // nodes
-        w = torch.zeros(len(edge_of), len(op_names))
-        ops: list[list[int]] = [[] for _ in edge_of]
-        for position, (op, src) in enumerate(pairs):
-            if op not in index:
-                raise GenotypeError(f"op '{op}' of the genotype is not in the searched space ({', '.join(op_names)})")
-            e = edge_of[(position // k, src)]
-            w[e, index[op]] += 1.0
-            if index[op] not in ops[e]:
-                ops[e].append(index[op])
-        weights[kind], active[kind] = w.to(device) if device is not None else w, ops
-    return weights, active
+def path_of(genotype: Any, bench: Workbench) -> Path:
+    """The op weights and active ops that make the supernet compute exactly ``genotype`` (its space's rule)."""
+    return bench.space.path_of(genotype, bench.model, bench.device)
 
 
 class OnePath(nn.Module):
     """The supernet restricted to one path, as a plain module (``model(x)``), for BatchNorm calibration."""
 
-    def __init__(self, supernet: Supernet, path: Path):
+    def __init__(self, supernet: SupernetBase, path: Path):
         super().__init__()
         self.supernet = supernet
         self.path = path
@@ -91,19 +67,16 @@ class SupernetEvaluator(Evaluator):
     name = "supernet"
     measures_accuracy = True
 
-    def __init__(self, bench: Workbench, cfg: SupernetEvaluatorConfig, k: int, max_skip: int | None):
+    def __init__(self, bench: Workbench, cfg: SupernetEvaluatorConfig, sampler: Sampler):
         super().__init__(bench)
-        self.cfg, self.k, self.max_skip = cfg, k, max_skip
+        self.cfg, self.sampler = cfg, sampler
         with seeded(derive_seed(bench.seed, _INIT_STREAM), bench.device):
-            model = Supernet(bench.op_names, channels=bench.channels, layers=bench.layers,
-                             num_classes=bench.data.num_classes, nodes=bench.nodes,
-                             stem_multiplier=bench.stem_multiplier, in_channels=bench.data.in_channels)
-        self.model: Supernet = bench.place(model)  # type: ignore[assignment]
+            model = bench.space.build_supernet(bench.model, bench.data.num_classes, bench.data.in_channels)
+        self.model: SupernetBase = bench.place(model)  # type: ignore[assignment]
         self.ready = False
 
     def sample_path(self, rng: random.Random) -> Path:
-        g = sample_genotype(self.bench.op_names, self.bench.nodes, self.k, rng.getrandbits(63), self.max_skip)
-        return path_of(g, self.bench.op_names, self.bench.nodes, self.bench.device)
+        return path_of(self.sampler.sample(rng), self.bench)
 
     def prepare(self, stop: Stop | None = None) -> None:
         """Train the shared weights, one uniformly drawn path per step; a ``stop()`` leaves it unready
@@ -131,12 +104,12 @@ class SupernetEvaluator(Evaluator):
                 scheduler.step()
         self.ready, self.setup = True, Cost(clock.elapsed, images)
 
-    def score_one(self, genotype: Genotype) -> Score:
+    def score_one(self, genotype: Any) -> Score:
         clock = Stopwatch()
-        path = path_of(genotype, self.bench.op_names, self.bench.nodes, self.bench.device)
+        path = path_of(genotype, self.bench)
         images = 0
         if self.cfg.calibration_batches:  # the same training batches for every candidate
-            with seeded(genotype_seed(self.bench.seed, genotype), self.bench.device):  # stochastic ops (noise)
+            with seeded(genotype_seed(self.bench.seed, genotype, self.bench.space), self.bench.device):  # stochastic ops (noise)
                 used = recalibrate_batchnorm(OnePath(self.model, path), self.bench.data.train.batches(0),
                                              self.cfg.calibration_batches)
             images += used * self.bench.data.train.batch_size

@@ -45,7 +45,7 @@ class TrainEvaluator(Evaluator):
         optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
         scheduler = build_scheduler(optimizer, self.recipe)
         criterion = nn.CrossEntropyLoss()
-        with seeded(genotype_seed(self.bench.seed, genotype), self.bench.device):  # stochastic ops (noise)
+        with seeded(genotype_seed(self.bench.seed, genotype, self.bench.space), self.bench.device):  # stochastic ops (noise)
             for epoch in range(self.cfg.epochs):
                 model.train()
                 for batch in self.bench.train_batches(epoch):

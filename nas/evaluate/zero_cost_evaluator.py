@@ -29,7 +29,7 @@ class ZeroCostEvaluator(Evaluator):
     def score_one(self, genotype: Genotype) -> Score:
         clock = Stopwatch()
         model = self.bench.network(genotype)
-        with seeded(genotype_seed(self.bench.seed, genotype), self.bench.device):  # stochastic ops (noise)
+        with seeded(genotype_seed(self.bench.seed, genotype, self.bench.space), self.bench.device):  # stochastic ops (noise)
             values = [proxy_score(self.proxy, model, batch) for batch in self.batches]
         value = math.nan if any(math.isnan(v) for v in values) else sum(values) / len(values)
         # SynFlow reads one all-ones image per call; the others read the whole batch.

@@ -66,6 +66,7 @@ def alpha_heatmap(
     alive: Any | None = None,
     title: str = "",
     vmax: float | None = None,
+    rows: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Heatmap of an (edges × ops) array of op weights, returned as an RGB ``uint8`` image.
 
@@ -85,7 +86,10 @@ def alpha_heatmap(
         raise ValueError(f"alive mask of shape {mask.shape} does not match weights of shape {w.shape}")
     edges, ops = w.shape
     nodes = _nodes_for_edges(edges)
-    labels = edge_labels(nodes) if nodes is not None else [f"edge {i}" for i in range(edges)]
+    if rows is not None:  # the space's own edge labels
+        labels = list(rows)
+    else:
+        labels = edge_labels(nodes) if nodes is not None else [f"edge {i}" for i in range(edges)]
 
     centre = 1.0 / ops
     live = w[mask] if mask.any() else np.array([centre])
@@ -240,27 +244,42 @@ def cell_diagram(pairs: Sequence[tuple[str, int]], concat: Sequence[int], title:
     out = nodes + 2
     pos = _layout(nodes)
 
+    wanted: list[tuple[int, int, str | None]] = []
+    for position, (op, src) in enumerate(pairs):
+        node = position // k
+        if not 0 <= src < node + 2:
+            raise ValueError(f"node {node} takes input {src}, but only inputs 0..{node + 1} exist")
+        wanted.append((src, node + 2, op))
+    for state in concat:
+        if not 0 <= state < out:
+            raise ValueError(f"concat refers to state {state}, but only states 0..{out - 1} exist")
+        wanted.append((state, out, None))
+    names = [_state_name(s) for s in range(out)] + ["c_{k}"]
+    return _draw(pos, wanted, names, {0: "#a6cee3", 1: "#a6cee3", out: "#b2df8a"}, title)
+
+
+def dag_diagram(nodes: int, edges: Sequence[tuple[int, int, str]], names: Sequence[str], title: str = "") -> np.ndarray:
+    """Drawing of a cell whose ``nodes`` states form a DAG (NAS-Bench-201's 4-node cell): the first
+    state on the left, the last on the right, one labelled arrow per (src, dst, op) edge."""
+    pos = np.zeros((nodes, 2))
+    for j in range(nodes):
+        pos[j] = (_DX * j, 0.0 if j in (0, nodes - 1) else (_ZIG if j % 2 else -_ZIG))
+    return _draw(pos, list(edges), list(names), {0: "#a6cee3", nodes - 1: "#b2df8a"}, title)
+
+
+def _draw(pos: np.ndarray, wanted: Sequence[tuple[int, int, str | None]], names: Sequence[str],
+          colours: dict[int, str], title: str) -> np.ndarray:
+    """Render states at ``pos`` and arrows (src, dst, label or None for a dashed one)."""
     arrows: list[tuple[int, int, float, str | None]] = []
     used: dict[tuple[int, int], set[float]] = {}
-
-    def add(src: int, dst: int, label: str | None) -> None:
+    for src, dst, label in wanted:
         others = np.array([pos[s] for s in range(len(pos)) if s not in (src, dst)])
         rad = _pick_rad(pos[src], pos[dst], others, used.setdefault((src, dst), set()))
         used[(src, dst)].add(rad)
         arrows.append((src, dst, rad, label))
 
-    for position, (op, src) in enumerate(pairs):
-        node = position // k
-        if not 0 <= src < node + 2:
-            raise ValueError(f"node {node} takes input {src}, but only inputs 0..{node + 1} exist")
-        add(src, node + 2, op)
-    for state in concat:
-        if not 0 <= state < out:
-            raise ValueError(f"concat refers to state {state}, but only states 0..{out - 1} exist")
-        add(state, out, None)
-
     # Scale: fixed inches per unit, shrunk for very wide cells so the image stays a sane size.
-    inch_per_unit = min(_INCH_PER_UNIT, _MAX_WIDTH_IN / (pos[out, 0] + 1.5))
+    inch_per_unit = min(_INCH_PER_UNIT, _MAX_WIDTH_IN / (pos[:, 0].max() + 1.5))
     unit_per_pt = 1 / 72 / inch_per_unit
     t = np.linspace(0.0, 1.0, 41)
     curves = [_bezier(pos[s], pos[d], rad, t) for s, d, rad, _ in arrows]
@@ -286,14 +305,13 @@ def cell_diagram(pairs: Sequence[tuple[str, int]], concat: Sequence[int], title:
     if title:
         fig.suptitle(title, fontsize=10, y=1.0 - 0.08 / height_in, va="top")
 
-    colours = {0: "#a6cee3", 1: "#a6cee3", out: "#b2df8a"}
     circles = []
     for s, xy in enumerate(pos):
         circle = Circle(tuple(xy), _NODE_R, facecolor=colours.get(s, "#fdf6b2"), edgecolor="0.2", linewidth=1.0,
                         zorder=3)
         ax.add_patch(circle)
         circles.append(circle)
-        name = "c_{k}" if s == out else _state_name(s)
+        name = names[s]
         ax.text(*xy, f"${name}$" if "_" in name else name, ha="center", va="center", fontsize=10, zorder=4)
     for (src, dst, rad, label), xy in zip(arrows, labels, strict=True):
         style = {"color": "0.15", "linewidth": 1.1} if label is not None else {

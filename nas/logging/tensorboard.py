@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nas.genotype import Genotype
-from nas.logging.plots import alpha_heatmap, cell_diagram
+from nas.logging.plots import alpha_heatmap
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -91,25 +90,36 @@ class TBLogger:
         op_names: Sequence[str],
         step: int,
         alive: Mapping[str, Tensor] | None = None,
+        labels: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """Heatmap image ``alpha/<kind>`` per cell kind (pruned ops drawn hatched)."""
         if self._writer is None:
             return
         for kind, w in weights.items():
             mask = alive.get(kind) if alive is not None else None
-            image = alpha_heatmap(w, op_names, mask, title=f"{kind} op weights, step {step}")
+            image = alpha_heatmap(w, op_names, mask, title=f"{kind} op weights, step {step}",
+                                  rows=None if labels is None else labels.get(kind))
             self._writer.add_image(f"alpha/{kind}", image, step, dataformats="HWC")
 
-    def genotype(self, genotype: Genotype, step: int) -> None:
-        """Diagrams ``genotype/normal``, ``genotype/reduce`` and the genotype's text under ``genotype``."""
+    def genotype(self, genotype: Any, images: Mapping[str, np.ndarray], step: int) -> None:
+        """The derived cells drawn by their space (``genotype/<kind>``) and the genotype's text under ``genotype``."""
         if self._writer is None:
             return
-        for kind in ("normal", "reduce"):
-            image = cell_diagram(getattr(genotype, kind), getattr(genotype, f"{kind}_concat"),
-                                 title=f"{kind} cell, step {step}")
+        for kind, image in images.items():
             self._writer.add_image(f"genotype/{kind}", image, step, dataformats="HWC")
         # TensorBoard renders text as markdown; a code block keeps the underscores and brackets intact.
         self.text("genotype", f"```\n{genotype.to_text()}\n```", step)
+
+    def edge_charts(self, labels: Mapping[str, Sequence[str]]) -> None:
+        """A custom-scalars layout: per cell kind, one multi-line chart per edge holding all its ops'
+        weights (``alpha/<kind>/edge<i>/*``), titled by the edge (``src→dst``), instead of one chart
+        per op weight."""
+        if self._writer is None:
+            return
+        layout = {f"op weights: {kind}": {f"edge {e}: {label}": ["Multiline", [f"alpha/{kind}/edge{e}/"]]
+                                          for e, label in enumerate(edges)}
+                  for kind, edges in labels.items()}
+        self._writer.add_custom_scalars(layout)
 
     def text(self, tag: str, text: str, step: int) -> None:
         """Text summary (rendered as markdown by TensorBoard, stored as ``<tag>/text_summary``)."""

@@ -187,6 +187,29 @@ def _dil_conv_5x5(c: int, stride: int, affine: bool) -> nn.Module:
     return DilConv(c, c, 5, stride, 4, dilation=2, affine=affine)
 
 
+class NorConv(nn.Sequential):
+    """NAS-Bench-201's ReLU → Conv(k) → BN. The conv carries a bias exactly when the BatchNorm has no
+    affine scale (the weight-sharing supernet), as the benchmark's code builds it: its reference
+    sizes (supernet 1,692,826 weights) count those biases."""
+
+    def __init__(self, c: int, kernel: int, stride: int, affine: bool):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c, c, kernel, stride=stride, padding=kernel // 2, bias=not affine),
+            nn.BatchNorm2d(c, affine=affine),
+        )
+
+
+@register_op("nor_conv_1x1")
+def _nor_conv_1x1(c: int, stride: int, affine: bool) -> nn.Module:
+    return NorConv(c, 1, stride, affine)
+
+
+@register_op("nor_conv_3x3")
+def _nor_conv_3x3(c: int, stride: int, affine: bool) -> nn.Module:
+    return NorConv(c, 3, stride, affine)
+
+
 # Not zero: the mixed edge computes it, and derivation may pick it (that is what the stress test probes).
 @register_op("noise", parameter_free=True)
 def _noise(c: int, stride: int, affine: bool) -> nn.Module:
@@ -204,3 +227,6 @@ register_space("darts", DARTS_PRIMITIVES)
 register_space("s2", ("skip_connect", "sep_conv_3x3"))
 register_space("s3", ("none", "skip_connect", "sep_conv_3x3"))
 register_space("s4", ("noise", "sep_conv_3x3"))
+# NAS-Bench-201 (Dong & Yang, ICLR 2020): the op set of its cell, in the benchmark's order.
+NB201_PRIMITIVES = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+register_space("nb201", NB201_PRIMITIVES)

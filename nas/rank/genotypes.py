@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from nas.data.loader import derive_seed
 from nas.errors import ConfigError, GenotypeError
@@ -64,13 +65,11 @@ def collect(cfg: GenotypeSetConfig, op_names: Sequence[str], nodes: int, seed: i
     return named
 
 
-def check_fit(named: Sequence[Named], op_names: Sequence[str], nodes: int) -> None:
+def check_fit(named: Sequence[Named], space: Any, model: Any) -> None:
     """The supernet evaluator runs each genotype as a path of the supernet: its ops must be in the
     space and its cells must have ``model.nodes`` nodes, all concatenated."""
-    from nas.evaluate.supernet import path_of
-
     for name, genotype in named:
         try:
-            path_of(genotype, tuple(op_names), nodes)
+            space.path_of(genotype, model)
         except GenotypeError as exc:
             raise GenotypeError(f"genotype {name} cannot be scored by the supernet evaluator: {exc}") from None

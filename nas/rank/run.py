@@ -26,6 +26,7 @@ from nas.ops import resolve_space
 from nas.rank.config import RankConfig
 from nas.rank.genotypes import check_fit, collect
 from nas.rank.table import Column, correlations, write_table
+from nas.spaces import make_space
 
 log = logging.getLogger("nas.rank")
 
@@ -39,7 +40,7 @@ def run_rank(cfg: RankConfig, run_dir: str | Path, changed: dict[str, Any] | Non
     op_names = resolve_space(cfg.space.name, cfg.space.ops)
     named = collect(cfg.genotypes, op_names, cfg.model.nodes, cfg.seed)
     if "supernet" in cfg.evaluators:
-        check_fit(named, op_names, cfg.model.nodes)
+        check_fit(named, make_space(cfg.space), cfg.model)
     device = select_device(cfg.device)
     seed_everything(cfg.seed)
     if cfg.threads:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from nas.search.supernet import Supernet
+from nas.spaces.darts_supernet import Supernet
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Average = Callable[[list], None]  # averages tensors over data-parallel ranks in place

@@ -24,6 +24,11 @@ def report(config: SearchConfig, summary: dict[str, Any]) -> float | None:
         print(f"sampled at random (seed {summary['seed']}): retrain it with nas-train genotype={summary['run_dir']}")
     else:
         print(f"final val accuracy: {summary['final_val_acc']:.4f}   wall time: {summary['wall_time_s']:.1f} s")
+    known = summary.get("benchmark")
+    if known and known.get("found"):  # the table's known answer, reported (the search never read test_acc)
+        print(f"benchmark ({known['dataset'] or known['table']}): val {known['val_acc']:.2f} %  "
+              f"test {known['test_acc']:.2f} %  rank {known['rank']:,} of {known['cells']:,} by test accuracy "
+              f"(optimum {known['optimum_test_acc']:.2f} %, mean cell {known['mean_test_acc']:.2f} %)")
     if summary["stop_reason"] != "epoch limit":
         print(f"stopped: {summary['stop_reason']}")
     print_run_location(summary["run_dir"])

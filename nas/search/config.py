@@ -17,6 +17,7 @@ from omegaconf import MISSING, DictConfig
 
 from nas.config import (
     RunConfig,
+    SpaceConfig,
     check,
     check_limits,
     check_memory,
@@ -31,24 +32,16 @@ from nas.search.algorithms import algorithm_spec, register_algorithm_schemas
 
 
 @dataclass
-class SpaceConfig:
-    name: str = option("darts", free="a registered space, checked against the op registry")
-    ops: list[str] | None = option(None, free="registered op names, checked against the op registry")
-
-    def validate(self) -> None:
-        check(self.ops is None or len(self.ops) > 0, "space.ops must list at least one op (or be null: the named space)")
-        resolve_space(self.name, self.ops)
-
-
-@dataclass
 class SupernetConfig:
     channels: int = option(16, ge=2, le=512)
-    layers: int = option(8, ge=3, le=64)  # 3 or more: a normal cell and the two reduction cells
-    nodes: int = option(4, ge=1, le=12)
+    layers: int = option(8, ge=1, le=64)  # darts: cells in the stack (>= 3); nb201: cells per stage (N)
+    nodes: int = option(4, ge=1, le=12)  # intermediate nodes of a cell (nb201: its fixed 3)
     stem_multiplier: int = option(3, ge=1, le=16)
 
     def validate(self) -> None:
         check(self.channels % 2 == 0, f"model.channels must be even (FactorizedReduce halves it), got {self.channels}")
+        check(self.layers >= 3 or self.nodes == 3, f"model.layers={self.layers}: a DARTS supernet needs 3 cells or more "
+                                                   "(a normal cell and the two reduction cells)")
 
 
 @dataclass
@@ -70,7 +63,7 @@ class OptimConfig:
 @dataclass
 class DeriveConfig:
     # Node 0 has only the two cell inputs as candidate parents, and every node keeps k of them.
-    k: int = option(2, ge=1, le=2)  # parents kept per intermediate node
+    k: int = option(2, ge=1, le=2)  # parents kept per intermediate node (top-k spaces: darts; nb201 keeps every edge)
     max_skip: int | None = option(None, ge=0)  # P-DARTS: at most this many skip_connect in the normal cell
     method: str = option("argmax", choices=("argmax", "perturbation"))  # perturbation: DARTS-PT
     tune_epochs: int = option(1, ge=0, le=100)  # perturbation: epochs of fine-tuning between decisions
@@ -99,8 +92,23 @@ class SearchConfig(RunConfig):
               f"algorithm '{self.algorithm.name}' needs its own config ({spec.config.__name__})")
         if hasattr(self.algorithm, "validate_with"):
             self.algorithm.validate_with(self)
+        check_space(self.space, self.model, self.derive.method)
         check_memory(search_memory(self), f"a search step at data.image_size={self.data.image_size}, "
                                           f"batch_size={self.batch_size}")
+
+
+def check_space(space: SpaceConfig, model: Any, method: str = "argmax") -> None:
+    """The space exists, its ops and table are readable, and it can build ``model``'s sizes."""
+    from nas.spaces import make_space
+    from nas.spaces.table import load_table
+
+    built = make_space(space)
+    built.validate_model(model)
+    if method == "perturbation" and built.name != "darts":
+        raise ConfigError(f"derive.method=perturbation (DARTS-PT) selects parents in the DARTS cell; space "
+                          f"{space.name} derives with derive.method=argmax")
+    if space.table:
+        load_table(space.table)
 
 
 def search_memory(cfg: SearchConfig) -> float:

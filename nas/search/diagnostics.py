@@ -21,7 +21,7 @@ from nas.genotype import Genotype, Pair
 from nas.ops import get_op
 
 if TYPE_CHECKING:
-    from nas.search.supernet import Supernet
+    from nas.spaces.darts_supernet import Supernet
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -42,9 +42,12 @@ def param_free_counts(genotype: Genotype | Mapping[str, Iterable[Pair]]) -> dict
     return {kind: param_free_count(cells[kind]) for kind in ("normal", "reduce") if kind in cells}
 
 
-def param_free_scalars(genotype: Genotype | Mapping[str, Iterable[Pair]]) -> dict[str, int]:
-    """``param_free_counts`` under their TensorBoard / summary.json tags, ``collapse/param_free/<kind>``."""
-    return {f"collapse/param_free/{kind}": n for kind, n in param_free_counts(genotype).items()}
+def param_free_scalars(genotype: Any, space: Any = None) -> dict[str, int]:
+    """Parameter-free ops per cell kind under their TensorBoard / summary.json tags,
+    ``collapse/param_free/<kind>``: counted by ``space`` (any space), or for a DARTS genotype or its
+    dict form without one."""
+    counts = space.param_free_counts(genotype) if space is not None else param_free_counts(genotype)
+    return {f"collapse/param_free/{kind}": n for kind, n in counts.items()}
 
 
 def alpha_entropy(weights: torch.Tensor, alive: torch.Tensor | None = None) -> float:
@@ -154,7 +157,7 @@ class CollapseDiagnostics(Hook):
         arch = self.model.arch
         with torch.no_grad():
             weights, alive = arch.edge_weights(), arch.alive()
-        metrics.update(param_free_scalars(self.task.genotype))
+        metrics.update(param_free_scalars(self.task.genotype, self.task.space))
         metrics.update({f"alpha/entropy/{k}": alpha_entropy(weights[k], alive[k]) for k in weights})
         every = self.cfg.hessian_every
         if every and engine.counters.epoch % every == 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from nas.search.config import OptimConfig
-from nas.search.supernet import Supernet
+from nas.spaces.darts_supernet import Supernet
 
 
 def make_optimizers(model: Supernet, o: OptimConfig, epochs: int) -> tuple[

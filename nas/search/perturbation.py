@@ -25,7 +25,7 @@ from nas.data import BatchCycle
 from nas.engine import Engine, Hook
 from nas.genotype import Genotype, Pair, save_json
 from nas.ops import get_op
-from nas.search.architecture import Architecture
+from nas.spaces.architecture import Architecture
 
 log = logging.getLogger("nas.search")
 

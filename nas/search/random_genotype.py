@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from nas.errors import ConfigError
 from nas.genotype import Genotype, Pair
 from nas.ops import get_op
-from nas.search.derive import check_k
+from nas.spaces.darts_derive import check_k
 
 
 def _sample_cell(rng: random.Random, ops: Sequence[str], nodes: int, k: int,

@@ -23,8 +23,8 @@ from nas.engine import Engine, Hook
 
 if TYPE_CHECKING:
     from nas.search.algorithms.base import EarlyStopConfig
-    from nas.search.architecture import Architecture
     from nas.search.task import SearchTask
+    from nas.spaces.architecture import Architecture
 
 log = logging.getLogger("nas.search")
 
@@ -68,9 +68,10 @@ class EarlyStop(Hook):
             ranking = argmax_ops(self.task.model.arch.edge_weights())
         self.stable_epochs = self.stable_epochs + 1 if ranking == self.last_ranking else 0
         self.last_ranking = ranking
-        skips = sum(op == "skip_connect" for op, _ in self.task.genotype.normal)
+        skips = self.task.space.identity_count(self.task.genotype)
         if self.cfg.max_skip is not None and skips >= self.cfg.max_skip:
-            self.reason = f"early stop: the normal cell holds {skips} skip_connect (algorithm.early_stop.max_skip)"
+            self.reason = (f"early stop: the {self.task.space.collapse_kind} cell holds {skips} skip_connect "
+                           "(algorithm.early_stop.max_skip)")
         elif self.cfg.stable_epochs is not None and self.stable_epochs >= self.cfg.stable_epochs:
             self.reason = (f"early stop: the argmax ops have not changed for {self.stable_epochs} epochs "
                            "(algorithm.early_stop.stable_epochs)")

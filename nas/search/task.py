@@ -30,20 +30,19 @@ from nas.engine import (
     prepare_process,
     run_task,
 )
-from nas.genotype import Genotype, from_mapping, save_json
+from nas.genotype import save_json
 from nas.logging import TBLogger
-from nas.ops import OPS, resolve_space
 from nas.search.algorithms import algorithm_spec
 from nas.search.algorithms.base import BilevelConfig, SearchContext
 from nas.search.bilevel import Batch, Bilevel
 from nas.search.config import SearchConfig, search_config_from_dict
-from nas.search.derive import derive_genotype
 from nas.search.diagnostics import CollapseDiagnostics
 from nas.search.optimizers import make_optimizers
 from nas.search.perturbation import PerturbationSelection
 from nas.search.remedies import AuxSkipSchedule, EarlyStop
-from nas.search.supernet import Supernet
-from nas.search.weighting import uniform_noise
+from nas.spaces import benchmark_of, make_space, rules_of
+from nas.spaces.supernet import SupernetBase
+from nas.spaces.weighting import uniform_noise
 
 log = logging.getLogger("nas.search")
 CHECKPOINT_FORMAT = "nas-search/2"
@@ -58,7 +57,9 @@ class SearchTask:
                  run_dir: Path, resume_state: dict[str, Any] | None = None):
         self.cfg, self.world, self.counters, self.tb, self.run_dir = cfg, world, counters, tb, run_dir
         self.device = prepare_process(cfg, world, device)
-        self.op_names = resolve_space(cfg.space.name, cfg.space.ops)
+        self.space = make_space(cfg.space)
+        self.rules = rules_of(cfg)
+        self.op_names = self.space.op_names
         a = cfg.algorithm
         self.algorithm = algorithm_spec(a.name).create(a)
         d = cfg.data
@@ -67,15 +68,13 @@ class SearchTask:
             image_size=d.image_size, batch_size=cfg.batch_size, seed=cfg.seed, device=self.device,
             limit=d.limit, channels_last=cfg.channels_last, shard=(world.rank, world.size),
         )
-        m = cfg.model
-        model = Supernet(
-            self.op_names, channels=m.channels, layers=m.layers, num_classes=self.data.num_classes, nodes=m.nodes,
-            stem_multiplier=m.stem_multiplier, in_channels=self.data.in_channels,
+        model = self.space.build_supernet(
+            cfg.model, self.data.num_classes, self.data.in_channels,
             alpha_init_std=self.algorithm.alpha_init_std, partial_channels=a.partial_channels,
             edge_norm=a.partial_channels > 1 if a.edge_norm is None else a.edge_norm, recompute=cfg.recompute,
             rule=self.algorithm.make_rule(),
         )
-        self.model: Supernet = place_model(model, cfg, world, self.device)  # type: ignore[assignment]
+        self.model: SupernetBase = place_model(model, cfg, world, self.device)  # type: ignore[assignment]
         self.w_optimizer, self.scheduler, self.a_optimizer = make_optimizers(self.model, cfg.optim, cfg.epochs)
         unrolled = dict(order=a.order, hessian=a.hessian, fd_epsilon=a.fd_epsilon) if isinstance(a, BilevelConfig) else {}
         perturb = (lambda alphas: uniform_noise(alphas, a.perturb_epsilon)) if a.perturb == "uniform" else None
@@ -87,6 +86,8 @@ class SearchTask:
         self.algorithm.setup(SearchContext(self.model, self.bilevel, tb, counters, cfg.log.every_steps,
                                            lambda: self.data.train.batches(self.counters.epoch)))
         self.genotype = self.derive()
+        self.edge_labels = self.space.edge_labels(cfg.model)
+        tb.edge_charts(self.edge_labels)
         self.hooks: list[Hook] = [self.algorithm, StepLog(self), EpochResults(self),
                                   CollapseDiagnostics(self.model, self, cfg.diagnostics, self.data.val_eval),
                                   EarlyStop(a.early_stop, self)]
@@ -157,19 +158,21 @@ class SearchTask:
             "derive_method": self.cfg.derive.method,
             "device": str(self.device),
             "rank_alpha_divergence": self.world.max_divergence(self.model.alphas()),
+            "space": self.cfg.space.name,
+            **benchmark_of(self.space, self.genotype),
             **self.algorithm.summary(),
         }
 
     # -- the architecture found so far ----------------------------------------------------------
-    def derive(self) -> Genotype:
+    def derive(self) -> Any:
         with torch.no_grad():
             weights, scales = self.model.arch.edge_weights(), self.model.arch.edge_scales()
-        d = self.cfg.derive
-        return derive_genotype(weights, self.op_names, self.cfg.model.nodes, d.k, d.max_skip, scales)
+        return self.space.derive(weights, self.cfg.model, self.rules, scales)
 
     def genotype_meta(self, engine: Engine) -> dict[str, Any]:
         return {
             "algorithm": self.cfg.algorithm.name,
+            "space_name": self.cfg.space.name,
             "order": getattr(self.cfg.algorithm, "order", 1),
             "space": list(self.op_names),
             "epoch": self.counters.epoch,
@@ -204,7 +207,7 @@ class SearchTask:
         self.a_optimizer.load_state_dict(state["a_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.val_stream.load_state_dict(state["val_stream"])
-        self.genotype = from_mapping(state["genotype"], OPS)
+        self.genotype = self.space.from_dict(state["genotype"])
         if self.scheduler.T_max != self.cfg.epochs:  # resumed for more epochs: the cosine now spans them all
             self.scheduler.T_max = self.cfg.epochs
             for group, lr in zip(self.w_optimizer.param_groups, self.scheduler._get_closed_form_lr()):
@@ -246,9 +249,13 @@ class EpochResults(Hook):
         with torch.no_grad():
             weights, alive = arch.edge_weights(), arch.alive()
         task.tb.alphas(weights, task.op_names, step, alive=alive)
+        known = task.space.lookup(task.genotype)
+        if known is not None and known.get("found"):  # reported, never read by the search
+            task.tb.scalars({"benchmark/val_acc": known["val_acc"], "benchmark/test_acc": known["test_acc"],
+                             "benchmark/rank": known["rank"]}, step)
         if task.cfg.log.images:
-            task.tb.alpha_images(weights, task.op_names, step, alive=alive)
-            task.tb.genotype(task.genotype, step)
+            task.tb.alpha_images(weights, task.op_names, step, alive=alive, labels=task.edge_labels)
+            task.tb.genotype(task.genotype, task.space.images(task.genotype, f"step {step}"), step)
 
 
 def run_search(cfg: SearchConfig, run_dir: str | Path, hooks: Sequence[Hook] = (),

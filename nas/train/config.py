@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from nas.config import (
     DataConfig,
     RunConfig,
+    SpaceConfig,
     check,
     check_limits,
     check_memory,
@@ -33,7 +34,7 @@ class TrainDataConfig(DataConfig):
 
 @dataclass
 class NetworkConfig:
-    name: str = option("cifar", choices=("cifar", "imagenet"))  # DESIGN §6
+    name: str = option("cifar", choices=("cifar", "imagenet", "nb201"))  # DESIGN §6; nb201: space=nb201's network
     channels: int = option(36, ge=2, le=1024)
     layers: int = option(20, ge=3, le=100)  # 3 or more: a normal cell and the two reduction cells
     auxiliary: bool = option(True, free="a switch")  # build the auxiliary head (its loss weight: aux_weight)
@@ -52,6 +53,7 @@ class TrainOptimConfig:
     lr_min: float = option(0.0, ge=0.0)
     gamma: float = option(0.97, gt=0.0, le=1.0)
     grad_clip: float = option(5.0, gt=0.0)
+    nesterov: bool = option(False, free="a switch")  # Nesterov momentum (the NAS-Bench-201 protocol)
 
     def validate(self) -> None:
         check(self.lr_min <= self.lr, f"optim.lr_min must lie in [0, optim.lr], got {self.lr_min}")
@@ -74,6 +76,7 @@ class AugmentConfig:
 @dataclass
 class TrainConfig(RunConfig):
     data: TrainDataConfig = field(default_factory=TrainDataConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
     model: NetworkConfig = field(default_factory=NetworkConfig)
     optim: TrainOptimConfig = field(default_factory=TrainOptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -88,9 +91,12 @@ class TrainConfig(RunConfig):
     compile: bool = option(False, free="a switch")  # torch.compile the network (pays on long GPU runs)
 
     def validate(self) -> None:
-        from nas.train.networks import check_image_size
+        from nas.spaces import make_space
+        from nas.spaces.darts_networks import check_image_size
 
-        check_image_size(self.model.name, self.model.layers, self.model.auxiliary, self.data.image_size)
+        make_space(self.space).validate_model(self.model)
+        if self.model.name != "nb201":
+            check_image_size(self.model.name, self.model.layers, self.model.auxiliary, self.data.image_size)
         if self.profile_only:  # nothing is read or trained
             return
         self.data.check_root()

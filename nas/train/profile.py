@@ -11,13 +11,14 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas.train.networks import EvalNetwork
+from nas.spaces.darts_networks import EvalNetwork
 
 
 def count_parameters(model: EvalNetwork) -> tuple[int, int]:
     """(parameters without the auxiliary head, parameters of the auxiliary head)."""
     total = sum(p.numel() for p in model.parameters())
-    aux = sum(p.numel() for p in model.aux_head.parameters()) if model.aux_head is not None else 0
+    head = getattr(model, "aux_head", None)  # networks without one (NAS-Bench-201) have no such attribute
+    aux = sum(p.numel() for p in head.parameters()) if head is not None else 0
     return total - aux, aux
 
 

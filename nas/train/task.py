@@ -38,13 +38,11 @@ from nas.engine import (
     prepare_process,
     run_task,
 )
-from nas.genotype import Genotype, from_mapping
-from nas.genotype import load as load_genotype
 from nas.logging import TBLogger
-from nas.ops import OPS
+from nas.spaces import benchmark_of, make_space
+from nas.spaces.darts_networks import EvalNetwork
 from nas.train.config import TrainConfig, train_config_from_dict
 from nas.train.data import build_train_data
-from nas.train.networks import EvalNetwork, build_network
 from nas.train.profile import describe, profile
 
 log = logging.getLogger("nas.train")
@@ -93,12 +91,11 @@ def sgd_step(net: nn.Module, model: EvalNetwork, optimizer: torch.optim.Optimize
     return loss.detach().float(), (logits.detach().argmax(1) == y).float().mean()
 
 
-def _network(cfg: TrainConfig, genotype: Genotype, num_classes: int, in_channels: int = 3) -> EvalNetwork:
-    m = cfg.model
-    return build_network(m.name, genotype, m.channels, m.layers, num_classes, m.auxiliary, in_channels)
+def _network(cfg: TrainConfig, genotype: Any, num_classes: int, in_channels: int = 3) -> nn.Module:
+    return make_space(cfg.space).build_network(genotype, cfg.model, num_classes, in_channels)
 
 
-def _network_facts(cfg: TrainConfig, genotype: Genotype, num_classes: int, figures: dict[str, int]) -> dict[str, Any]:
+def _network_facts(cfg: TrainConfig, genotype: Any, num_classes: int, figures: dict[str, int]) -> dict[str, Any]:
     """What ``summary.json`` says about the network, in a training run and in a profile alike."""
     return {
         **figures,
@@ -107,14 +104,16 @@ def _network_facts(cfg: TrainConfig, genotype: Genotype, num_classes: int, figur
         "layers": cfg.model.layers,
         "num_classes": num_classes,
         "image_size": cfg.data.image_size,
+        "space": cfg.space.name,
         "genotype": genotype.to_dict(),
         "genotype_text": genotype.to_text(),
+        **benchmark_of(make_space(cfg.space), genotype),
     }
 
 
 def profile_network(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     """Build the network with ``model.num_classes`` classes, record and print its size; read no data."""
-    genotype = load_genotype(cfg.genotype, OPS)
+    genotype = make_space(cfg.space).load(cfg.genotype)
     model = _network(cfg, genotype, cfg.model.num_classes)
     figures = profile(model, cfg.data.image_size)
     summary = {"profile_only": True, "run_dir": str(run_dir),
@@ -132,24 +131,25 @@ class TrainTask:
     def __init__(self, cfg: TrainConfig, world: World, device: str, counters: Counters, tb: TBLogger,
                  run_dir: Path, resume_state: dict[str, Any] | None = None):
         # A resumed run trains the cell it started with, even if its genotype file changed since.
-        genotype = from_mapping(resume_state["genotype"], OPS) if resume_state else load_genotype(cfg.genotype, OPS)
+        space = make_space(cfg.space)
+        genotype = space.from_dict(resume_state["genotype"]) if resume_state else space.load(cfg.genotype)
         self.cfg, self.world, self.counters, self.tb, self.genotype = cfg, world, counters, tb, genotype
         self.device = prepare_process(cfg, world, device)
         self.data = build_train_data(cfg, self.device, shard=(world.rank, world.size))
         model = _network(cfg, genotype, self.data.num_classes, self.data.in_channels)
-        self.model: EvalNetwork = place_model(model, cfg, world, self.device)  # type: ignore[assignment]
+        self.model: nn.Module = place_model(model, cfg, world, self.device)  # type: ignore[assignment]
         self.figures = profile(self.model, cfg.data.image_size, self.data.in_channels)
         self.net = torch.compile(self.model) if cfg.compile else self.model  # same parameters either way
         o = cfg.optim
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=o.lr, momentum=o.momentum,
-                                         weight_decay=o.weight_decay)
+                                         weight_decay=o.weight_decay, nesterov=o.nesterov)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.best_top1, self.best_epoch = -1.0, 0
         self.drop_prob, self.epoch_lr = 0.0, o.lr
         self.hooks: list[Hook] = [StepScalars(self)]
         if cfg.log.images and resume_state is None:
-            tb.genotype(genotype, 0)
+            tb.genotype(genotype, space.images(genotype), 0)
         log.info("%s, %d classes, %d training images", describe(self.figures, cfg.data.image_size),
                  self.data.num_classes, self.data.train.num_images)
 

@@ -39,7 +39,7 @@ def teacher_labels(images: torch.Tensor, mean: tuple[float, ...], std: tuple[flo
                    gain: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(labels, margins) of uint8 ``images`` under a random teacher built from ``genotype``; ``gain``
     scales the teacher's conv weights (scripts/planted_sweep.py tries sharper teachers)."""
-    from nas.train.networks import build_network
+    from nas.spaces.darts_networks import build_network
 
     torch.manual_seed(seed)
     teacher = build_network("cifar", genotype, channels, layers, classes, auxiliary=False)

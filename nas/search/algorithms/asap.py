@@ -19,7 +19,7 @@ What happens when, as implemented here (the paper's Algorithm 1 order; DESIGN §
 Removed ops are not computed any more, so the search speeds up as it goes. Removing them changes
 what every later BatchNorm sees, so before the supernet is evaluated after an epoch that pruned,
 its BatchNorm statistics are re-estimated on ``recalibrate_batches`` training batches
-(``nas.search.calibration``; one forward pass each, about a third of a step): eval-mode accuracy
+(``nas.spaces.calibration``; one forward pass each, about a third of a step): eval-mode accuracy
 then measures the network that remains, not a mixture with the ops already gone.
 """
 
@@ -36,8 +36,8 @@ from nas.engine import Engine
 from nas.search.algorithms import register_algorithm
 from nas.search.algorithms.base import Algorithm, BilevelConfig, algorithm_name
 from nas.search.bilevel import Batch
-from nas.search.calibration import recalibrate_batchnorm
-from nas.search.weighting import TemperedSoftmax
+from nas.spaces.calibration import recalibrate_batchnorm
+from nas.spaces.weighting import TemperedSoftmax
 
 log = logging.getLogger("nas.search")
 

@@ -18,13 +18,13 @@ from omegaconf import MISSING
 
 from nas.config import check, option
 from nas.engine import Counters, Hook
-from nas.search.weighting import WeightingRule
+from nas.spaces.weighting import WeightingRule
 
 if TYPE_CHECKING:
     from nas.logging import TBLogger
     from nas.search.bilevel import Batch, Bilevel
     from nas.search.config import SearchConfig
-    from nas.search.supernet import Supernet
+    from nas.spaces.darts_supernet import Supernet
 
 
 def algorithm_name(name: str) -> Any:

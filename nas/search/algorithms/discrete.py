@@ -5,8 +5,8 @@ A strategy is three methods: ``propose()`` the next genotype, ``observe(genotype
 and its state (``state_dict``), which a checkpoint saves after every evaluation. Everything else is
 here, once:
 
-* the candidates obey the rules of derivation (``nas.search.random_genotype``): k parents per node
-  (``derive.k``), no ``none``, at most ``derive.max_skip`` skip connections in the normal cell;
+* the candidates are the space's genotypes (``nas.spaces``: its categorical choices under the rules
+  of derivation, ``derive.k`` and ``derive.max_skip``), so every strategy runs on every space;
 * an evaluator (``algorithm.evaluator``: ``train``, ``supernet`` or ``zero_cost``, ``nas.evaluate``)
   scores them; a genotype seen before gets its recorded score again, at no cost (scores are a
   function of the genotype), and still counts as an evaluation, so a strategy that keeps
@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,10 +42,9 @@ from nas.evaluate.config import (
     TrainEvaluatorConfig,
     ZeroCostEvaluatorConfig,
 )
-from nas.genotype import Genotype, from_mapping, save_json
-from nas.ops import OPS, get_op, resolve_space
+from nas.genotype import save_json
 from nas.search.algorithms.base import Algorithm, AlgorithmConfig
-from nas.search.random_genotype import sample_genotype
+from nas.spaces import Sampler, benchmark_of, rules_of
 
 log = logging.getLogger("nas.search")
 EVALUATOR_FILE = "evaluator.pt"  # the evaluator's state (a trained supernet), beside last.pt
@@ -75,25 +73,6 @@ class DiscreteConfig(AlgorithmConfig):
               "algorithm.budget needs evaluations=<N> or seconds=<S> (or both): a search without a budget never ends")
 
 
-@dataclass(frozen=True)
-class CellSpace:
-    """The candidates of a discrete search: cells of ``nodes`` nodes, ``k`` distinct parents each, ops
-    from ``ops`` (the space without its zero op), at most ``max_skip`` skip_connect in the normal cell."""
-
-    ops: tuple[str, ...]
-    nodes: int
-    k: int
-    max_skip: int | None = None
-
-    @classmethod
-    def of(cls, op_names: Sequence[str], nodes: int, k: int, max_skip: int | None = None) -> CellSpace:
-        return cls(tuple(op for op in op_names if not get_op(op).zero), nodes, k, max_skip)
-
-    def sample(self, rng: random.Random) -> Genotype:
-        """A uniformly random cell pair, drawn from ``rng`` (the sampler of ``algorithm=random``)."""
-        return sample_genotype(self.ops, self.nodes, self.k, rng.getrandbits(63), self.max_skip)
-
-
 def rng_state(rng: random.Random) -> list[Any]:
     """A ``random.Random``'s state as plain lists (a checkpoint loads it with weights_only=True)."""
     version, state, gauss = rng.getstate()
@@ -115,14 +94,14 @@ class DiscreteSearch(Algorithm):
         self.cfg: DiscreteConfig = cfg
 
     # -- what a strategy implements -------------------------------------------------------------
-    def begin(self, space: CellSpace, seed: int) -> None:
-        """Set up a fresh strategy (its random stream seeded by ``seed``)."""
+    def begin(self, space: Sampler, seed: int) -> None:
+        """Set up a fresh strategy over the space's choices (its random stream seeded by ``seed``)."""
         raise NotImplementedError
 
-    def propose(self) -> Genotype:
+    def propose(self) -> Any:
         raise NotImplementedError
 
-    def observe(self, genotype: Genotype, value: float) -> dict[str, float]:
+    def observe(self, genotype: Any, value: float) -> dict[str, float]:
         """Learn from a score (higher is better; -inf for one that could not be computed); returns
         scalars to log."""
         raise NotImplementedError
@@ -136,7 +115,7 @@ class DiscreteSearch(Algorithm):
 class Record:
     """One evaluation of a search: what was scored, the score, what it cost, and whether it was a repeat."""
 
-    genotype: Genotype
+    genotype: Any
     value: float
     seconds: float
     images: int
@@ -161,9 +140,10 @@ class DiscreteRun:
         self.format = CHECKPOINT_FORMAT
         a = cfg.algorithm
         device = prepare_process(cfg, world, cfg.device)
-        self.op_names = resolve_space(cfg.space.name, cfg.space.ops)
-        self.space = CellSpace.of(self.op_names, cfg.model.nodes, cfg.derive.k, cfg.derive.max_skip)
         self.bench = build_workbench(cfg, device)
+        self.space = self.bench.space
+        self.op_names = self.space.op_names
+        self.sampler = Sampler(self.space, cfg.model, rules_of(cfg))
         self.evaluator: Evaluator = make_evaluator(a.evaluator, a, self.bench, cfg.derive.k, cfg.derive.max_skip)
         self.records: list[Record] = []
         self.cache: dict[str, Record] = {}
@@ -172,7 +152,7 @@ class DiscreteRun:
         self.stop_reason: str | None = None
         self.config = summary_of(cfg)  # saved with every checkpoint: computed once
         self.evaluator_saved = False  # whether its state (once prepared) is in EVALUATOR_FILE
-        strategy.begin(self.space, cfg.seed)
+        strategy.begin(self.sampler, cfg.seed)
         if cfg.resume:
             self.load(checkpoint.load(cfg.resume))
 
@@ -206,7 +186,8 @@ class DiscreteRun:
             self.save()
             summary = self.summary()
             if self.cfg.log.images:
-                tb.genotype(self.best_record.genotype, len(self.records))
+                best = self.best_record.genotype
+                tb.genotype(best, self.space.images(best), len(self.records))
             tb.text("genotype_final", f"```\n{self.best_record.genotype.to_text()}\n```", len(self.records))
         checkpoint.write_json(self.run_dir / "summary.json", summary)
         return summary
@@ -214,7 +195,7 @@ class DiscreteRun:
     def step(self, tb: Any) -> bool:
         """Propose, score (or recall), record, learn, log; returns whether the best cell changed."""
         genotype = self.strategy.propose()
-        key = genotype_key(genotype)
+        key = genotype_key(genotype, self.space)
         if key in self.cache:
             seen = self.cache[key]
             record = Record(genotype, seen.value, 0.0, 0, cached=True)
@@ -263,7 +244,8 @@ class DiscreteRun:
 
     def meta(self) -> dict[str, Any]:
         best = self.best_record
-        return {"algorithm": self.cfg.algorithm.name, "space": list(self.op_names), "seed": self.cfg.seed,
+        return {"algorithm": self.cfg.algorithm.name, "space": list(self.op_names), "space_name": self.cfg.space.name,
+                "seed": self.cfg.seed,
                 "k": self.cfg.derive.k, "evaluator": self.evaluator.name, "score": finite(best.value),
                 "evaluation": self.best, "config": self.config}
 
@@ -281,7 +263,8 @@ class DiscreteRun:
             "final_val_acc": finite(best.value) if self.evaluator.measures_accuracy else None,
             "final_val_loss": None, "stop_reason": self.stop_reason, "seed": self.cfg.seed,
             "algorithm": self.cfg.algorithm.name, "run_dir": str(self.run_dir),
-            "diagnostics": [{"epoch": 0, **param_free_scalars(best.genotype)}], "history": [],
+            "diagnostics": [{"epoch": 0, **param_free_scalars(best.genotype, self.space)}], "history": [],
+            "space": self.cfg.space.name, **benchmark_of(self.space, best.genotype),
             "wall_time_s": self.wall_time, "world_size": self.world.size, "device": str(self.bench.device),
             "evaluator": self.evaluator.name,
             "best": {"evaluation": self.best, "score": finite(best.value), "genotype_text": best.genotype.to_text()},
@@ -316,9 +299,9 @@ class DiscreteRun:
 
         try:
             for genotype, value, seconds, images, cached in state["records"]:
-                record = Record(from_mapping(genotype, OPS), float(value), float(seconds), int(images), bool(cached))
+                record = Record(self.space.from_dict(genotype), float(value), float(seconds), int(images), bool(cached))
                 self.records.append(record)
-                self.cache.setdefault(genotype_key(record.genotype), record)
+                self.cache.setdefault(genotype_key(record.genotype, self.space), record)
                 if self.best is None or record.value > self.records[self.best].value:
                     self.best = len(self.records) - 1
             self.previous_seconds = float(state["wall_time_s"])

@@ -24,7 +24,7 @@ import torch
 from nas.config import option
 from nas.search.algorithms import register_algorithm
 from nas.search.algorithms.base import Algorithm, BilevelConfig, algorithm_name
-from nas.search.weighting import Active, WeightingRule
+from nas.spaces.weighting import Active, WeightingRule
 
 
 @dataclass

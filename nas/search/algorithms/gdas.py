@@ -23,7 +23,7 @@ from nas.config import check, option
 from nas.engine import Engine
 from nas.search.algorithms import register_algorithm
 from nas.search.algorithms.base import Algorithm, OneShotConfig, algorithm_name
-from nas.search.weighting import Active, WeightingRule
+from nas.spaces.weighting import Active, WeightingRule
 
 
 @dataclass

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas.data.loader import derive_seed
-from nas.genotype import Genotype
 from nas.search.algorithms import register_algorithm
 from nas.search.algorithms.base import algorithm_name
-from nas.search.algorithms.discrete import CellSpace, DiscreteConfig, DiscreteSearch, rng_state, set_rng_state
+from nas.search.algorithms.discrete import DiscreteConfig, DiscreteSearch, rng_state, set_rng_state
+from nas.spaces import Sampler
 
 _STREAM = 0x25  # the key of random search's stream
 
@@ -29,14 +29,14 @@ class RandomSearchConfig(DiscreteConfig):
 
 @register_algorithm("random_search", RandomSearchConfig)
 class RandomSearch(DiscreteSearch):
-    def begin(self, space: CellSpace, seed: int) -> None:
+    def begin(self, space: Sampler, seed: int) -> None:
         self.space = space
         self.rng = random.Random(derive_seed(seed, _STREAM))
 
-    def propose(self) -> Genotype:
+    def propose(self) -> Any:
         return self.space.sample(self.rng)
 
-    def observe(self, genotype: Genotype, value: float) -> dict[str, float]:
+    def observe(self, genotype: Any, value: float) -> dict[str, float]:
         return {}
 
     def state_dict(self) -> dict[str, Any]:

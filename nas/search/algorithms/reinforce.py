@@ -1,13 +1,11 @@
-"""REINFORCE over the cell's choices (Williams 1992; as a NAS controller: Zoph & Le, ICLR 2017):
+"""REINFORCE over the genotype's choices (Williams 1992; as a NAS controller: Zoph & Le, ICLR 2017):
 ``algorithm=reinforce``.
 
-The policy makes, for each of the two cells, exactly the choices a genotype consists of: for every
-node, which k of its earlier states it reads (drawn without replacement from a softmax over them),
-and for every kept edge, which op it applies (a softmax over the space's non-zero ops; once the
-normal cell holds ``derive.max_skip`` skip connections, skip_connect is masked out, as the random
-sampler does). Its parameters are those logits, one table of input logits per node and one of op
-logits per edge, like the alphas of a supernet; they start at 0, so the first cells are uniform
-random samples.
+The policy is one softmax per categorical choice of the space (``nas.spaces``): in the DARTS space,
+per cell and node, the set of its k inputs (one choice among the k-subsets of its predecessors)
+and the op of each kept edge; in NAS-Bench-201 the op of each of the 6 edges. Its parameters are
+those logits; they start at 0, so the first cells are uniform random samples. A sample that breaks
+the space's rules (``derive.max_skip``) is drawn again.
 
 After each evaluation, one REINFORCE step with Adam on
 
@@ -17,10 +15,9 @@ where R is the score, b a moving average of past scores (``baseline_decay``) and
 bonus (``entropy_weight``: the sum of the entropies of every softmax of the policy), which keeps
 the policy from settling on a cell before it has seen enough. Scores of different evaluators range
 over many orders of magnitude (an accuracy in [0, 1], SynFlow in the 1e20s), so the advantage is
-divided by a moving root mean square of R − b: the step means the same for any evaluator. log π of
-a node's parents is that of the *set* (summed over the orders it could have been drawn in), so the
-probability of a genotype is a function of the genotype alone and the step needs nothing from the
-moment it was sampled — a run resumed between the two learns exactly what it would have learnt.
+divided by a moving root mean square of R − b: the step means the same for any evaluator.
+log π(genotype) = Σ log softmax(choice)[value] is a function of the genotype alone (its encoding is
+canonical), so a run resumed between sampling and learning learns exactly what it would have.
 A score that could not be computed (NaN, a proxy's −inf) counts as the lowest score seen so far.
 """
 
@@ -28,24 +25,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import permutations
 from typing import Any
 
 import torch
 from torch import nn
 
-from nas.cells import edge_inputs
 from nas.config import option
 from nas.data.loader import derive_seed
 from nas.errors import ConfigError
-from nas.evaluate.base import canonical
-from nas.genotype import Genotype, Pair
 from nas.search.algorithms import register_algorithm
 from nas.search.algorithms.base import algorithm_name
-from nas.search.algorithms.discrete import CellSpace, DiscreteConfig, DiscreteSearch
+from nas.search.algorithms.discrete import DiscreteConfig, DiscreteSearch
+from nas.spaces import Sampler
+from nas.spaces.base import MAX_TRIES
 
 _STREAM = 0x2E1  # the key of the policy's sampling stream
-KINDS = ("normal", "reduce")
 
 
 @dataclass
@@ -60,109 +54,45 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(torch.softmax(logits, -1) * torch.log_softmax(logits, -1)).sum(-1)
 
 
-def set_log_prob(logits: torch.Tensor, chosen: list[int]) -> torch.Tensor:
-    """log P(the set ``chosen``) when its members are drawn one by one, without replacement, from
-    softmax(``logits``): the log of the sum over every order they could have come in."""
-    orders = []
-    for order in permutations(chosen):
-        left, total = list(range(len(logits))), logits.new_zeros(())
-        for c in order:
-            total = total + logits[c] - torch.logsumexp(logits[left], 0)
-            left.remove(c)
-        orders.append(total)
-    return torch.logsumexp(torch.stack(orders), 0)
+class ChoicePolicy(nn.Module):
+    """A distribution over the genotypes of a space: one logit vector per categorical choice."""
 
-
-class CellPolicy(nn.Module):
-    """A distribution over the genotypes of ``space``: input logits per node, op logits per edge."""
-
-    def __init__(self, space: CellSpace):
+    def __init__(self, space: Sampler):
         super().__init__()
         self.space = space
-        self.edge_of = {pair: e for e, pair in enumerate(edge_inputs(space.nodes))}
-        n = space.nodes
-        self.inputs = nn.ParameterDict({kind: nn.Parameter(torch.zeros(n, n + 1)) for kind in KINDS})
-        self.ops = nn.ParameterDict({kind: nn.Parameter(torch.zeros(len(self.edge_of), len(space.ops)))
-                                     for kind in KINDS})
-
-    def input_logits(self, kind: str, node: int) -> torch.Tensor:
-        return self.inputs[kind][node, : 2 + node]  # node j reads one of the 2 + j earlier states
-
-    def op_logits(self, kind: str, node: int, src: int, before: list[Pair]) -> torch.Tensor:
-        """The op logits of edge (node, src), skip_connect masked once ``before`` holds the cap."""
-        logits = self.ops[kind][self.edge_of[(node, src)]]
-        s = self.space
-        if kind == "normal" and s.max_skip is not None and "skip_connect" in s.ops \
-                and sum(op == "skip_connect" for op, _ in before) >= s.max_skip:
-            if len(s.ops) == 1:
-                raise ConfigError("derive.max_skip leaves no op to draw: the space holds only skip_connect")
-            logits = logits.masked_fill(torch.tensor([op == "skip_connect" for op in s.ops]), -math.inf)
-        return logits
+        self.logits = nn.ParameterList(nn.Parameter(torch.zeros(len(c.options))) for c in space.choices)
 
     @torch.no_grad()
-    def sample(self, generator: torch.Generator) -> Genotype:
-        def draw(logits: torch.Tensor) -> int:
-            return int(torch.multinomial(torch.softmax(logits, -1), 1, generator=generator))
+    def sample(self, generator: torch.Generator) -> Any:
+        for _ in range(MAX_TRIES):
+            values = [int(torch.multinomial(torch.softmax(v, -1), 1, generator=generator)) for v in self.logits]
+            genotype = self.space.decode(values)
+            if self.space.valid(genotype):
+                return genotype
+        raise ConfigError("the REINFORCE policy draws no valid cell under derive.max_skip")
 
-        cells: dict[str, list[Pair]] = {}
-        for kind in KINDS:
-            pairs: list[Pair] = []
-            for node in range(self.space.nodes):
-                logits, left, chosen = self.input_logits(kind, node), list(range(2 + node)), []
-                for _ in range(self.space.k):
-                    chosen.append(left.pop(draw(logits[left])))
-                for src in sorted(chosen):
-                    pairs.append((self.space.ops[draw(self.op_logits(kind, node, src, pairs))], src))
-            cells[kind] = pairs
-        concat = list(range(2, 2 + self.space.nodes))
-        return Genotype(cells["normal"], concat, cells["reduce"], list(concat))
-
-    def log_prob(self, genotype: Genotype) -> torch.Tensor:
-        """log π(genotype), differentiable in the logits; the same whatever order its pairs are listed in."""
-        g, k, total = canonical(genotype), self.space.k, torch.zeros(())
-        index = {op: i for i, op in enumerate(self.space.ops)}
-        for kind in KINDS:
-            pairs = getattr(g, kind)
-            for node in range(self.space.nodes):
-                mine = pairs[node * k:(node + 1) * k]
-                total = total + set_log_prob(self.input_logits(kind, node), [src for _, src in mine])
-                for position, (op, src) in enumerate(mine, start=node * k):
-                    logits = self.op_logits(kind, node, src, pairs[:position])
-                    total = total + torch.log_softmax(logits, -1)[index[op]]
-        return total
+    def log_prob(self, genotype: Any) -> torch.Tensor:
+        """log π(genotype), differentiable in the logits."""
+        values = self.space.encode(genotype)
+        return sum((torch.log_softmax(v, -1)[i] for v, i in zip(self.logits, values)), torch.zeros(()))
 
     def entropy(self) -> torch.Tensor:
-        """The sum of the entropies of every softmax of the policy (the first parent draw of each node,
-        the ops of every edge): the bonus that keeps it exploring."""
-        total = torch.zeros(())
-        for kind in KINDS:
-            for node in range(self.space.nodes):
-                total = total + _entropy(self.input_logits(kind, node))
-            total = total + _entropy(self.ops[kind]).sum()
-        return total
+        """The sum of the entropies of every softmax of the policy: the bonus that keeps it exploring."""
+        return sum((_entropy(v) for v in self.logits), torch.zeros(()))
 
     @torch.no_grad()
-    def most_likely(self) -> Genotype:
-        """The policy's favourite cell: the k likeliest parents of every node, the likeliest op of each."""
-        cells: dict[str, list[Pair]] = {}
-        for kind in KINDS:
-            pairs: list[Pair] = []
-            for node in range(self.space.nodes):
-                top = self.input_logits(kind, node).topk(self.space.k).indices.tolist()
-                for src in sorted(top):
-                    pairs.append((self.space.ops[int(self.op_logits(kind, node, src, pairs).argmax())], src))
-            cells[kind] = pairs
-        concat = list(range(2, 2 + self.space.nodes))
-        return Genotype(cells["normal"], concat, cells["reduce"], list(concat))
+    def most_likely(self) -> Any:
+        """The policy's favourite cell: the likeliest option of every choice."""
+        return self.space.decode([int(v.argmax()) for v in self.logits])
 
 
 class Learner:
     """The policy, its optimizer, the baseline and the sampling stream: REINFORCE without a search around
     it (the tests train it on a toy reward)."""
 
-    def __init__(self, space: CellSpace, seed: int, lr: float = 0.05, baseline_decay: float = 0.9,
+    def __init__(self, space: Sampler, seed: int, lr: float = 0.05, baseline_decay: float = 0.9,
                  entropy_weight: float = 0.01):
-        self.policy = CellPolicy(space)
+        self.policy = ChoicePolicy(space)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr)
         self.generator = torch.Generator().manual_seed(derive_seed(seed, _STREAM))
         self.decay, self.entropy_weight = baseline_decay, entropy_weight
@@ -170,10 +100,10 @@ class Learner:
         self.spread = 0.0  # moving mean of (R − b)²
         self.lowest: float | None = None  # the lowest finite reward seen
 
-    def propose(self) -> Genotype:
+    def propose(self) -> Any:
         return self.policy.sample(self.generator)
 
-    def learn(self, genotype: Genotype, reward: float) -> dict[str, float]:
+    def learn(self, genotype: Any, reward: float) -> dict[str, float]:
         """One REINFORCE step on the reward of ``genotype``; returns the scalars to log."""
         if not math.isfinite(reward):
             if self.lowest is None:
@@ -214,14 +144,14 @@ class Reinforce(DiscreteSearch):
         super().__init__(cfg)
         self.cfg: ReinforceConfig = cfg
 
-    def begin(self, space: CellSpace, seed: int) -> None:
+    def begin(self, space: Sampler, seed: int) -> None:
         c = self.cfg
         self.learner = Learner(space, seed, c.lr, c.baseline_decay, c.entropy_weight)
 
-    def propose(self) -> Genotype:
+    def propose(self) -> Any:
         return self.learner.propose()
 
-    def observe(self, genotype: Genotype, value: float) -> dict[str, float]:
+    def observe(self, genotype: Any, value: float) -> dict[str, float]:
         return self.learner.learn(genotype, value)
 
     def summary(self) -> dict[str, Any]:

@@ -1,38 +1,35 @@
 """TPE over cells (``algorithm=tpe``): Bayesian optimisation of the cell's choices with Optuna's
 tree-structured Parzen estimator, scored by the same evaluators as the other discrete searches.
 
-A cell pair is a set of categorical choices: per cell and node, which k inputs (one choice among
-the k-subsets of its 2 + j predecessors), then the op of each of the k chosen edges. The first
-``startup`` proposals are uniformly random (Optuna's startup trials); after that each proposal
-maximises TPE's density ratio of good to bad scores (Bergstra et al., NeurIPS 2011). Where
-``derive.max_skip`` caps the normal cell's skip connections, an edge after the cap is reached draws
-from the ops without skip_connect (a parameter of its own, since Optuna's choices are fixed per name).
+A genotype is its space's set of categorical choices (``nas.spaces``: in the DARTS space, per cell
+and node, which k inputs and the op of each kept edge; in NAS-Bench-201 the op of each edge), each
+an Optuna categorical parameter. The first ``startup`` proposals are uniformly random (Optuna's
+startup trials); after that each proposal maximises TPE's density ratio of good to bad scores
+(Bergstra et al., NeurIPS 2011). A proposal that breaks the space's rules (``derive.max_skip``) is
+told to the study as failed, so TPE learns to avoid it, and another is asked for.
 
-Every proposal comes from a sampler seeded by (seed, evaluations so far) and the history of
+Every proposal comes from a sampler seeded by (seed, trials so far) and the history of
 (choices, score): the state a checkpoint saves is that history, so a resumed run rebuilds the same
 study and proposes the same cells as a run that was never stopped.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from nas.config import option
 from nas.data.loader import derive_seed
-from nas.genotype import Genotype, Pair
+from nas.errors import ConfigError
 from nas.search.algorithms import register_algorithm
 from nas.search.algorithms.base import algorithm_name
-from nas.search.algorithms.discrete import CellSpace, DiscreteConfig, DiscreteSearch
+from nas.search.algorithms.discrete import DiscreteConfig, DiscreteSearch
+from nas.spaces import Sampler
+from nas.spaces.base import MAX_TRIES
 
 _STREAM = 0x7E  # the key of TPE's streams
-
-Suggest = Callable[[str, list[str]], str]
-
 
 @dataclass
 class TpeConfig(DiscreteConfig):
@@ -41,55 +38,44 @@ class TpeConfig(DiscreteConfig):
     multivariate: bool = option(True, free="a switch")  # model the choices jointly (multivariate TPE), not one by one
 
 
-def cell_from_choices(space: CellSpace, suggest: Suggest) -> Genotype:
-    """The cell pair that ``suggest(name, choices)`` picks, choice by choice, within ``space``'s rules."""
-    def cell(kind: str) -> list[Pair]:
-        pairs: list[Pair] = []
-        for node in range(space.nodes):
-            subsets = [",".join(map(str, s)) for s in itertools.combinations(range(node + 2), space.k)]
-            inputs = [int(i) for i in suggest(f"{kind}{node}_inputs", subsets).split(",")]
-            for slot, src in enumerate(inputs):
-                ops, name = list(space.ops), f"{kind}{node}_op{slot}"
-                capped = (kind == "normal" and space.max_skip is not None
-                          and sum(op == "skip_connect" for op, _ in pairs) >= space.max_skip)
-                if capped and "skip_connect" in ops and len(ops) > 1:
-                    ops, name = [op for op in ops if op != "skip_connect"], f"{name}_noskip"
-                pairs.append((suggest(name, ops), src))
-        return pairs
-
-    concat = list(range(2, space.nodes + 2))
-    return Genotype(cell("normal"), concat, cell("reduce"), list(concat))
-
-
 @register_algorithm("tpe", TpeConfig)
 class Tpe(DiscreteSearch):
     def __init__(self, cfg: TpeConfig):
         super().__init__(cfg)
         self.cfg: TpeConfig = cfg
 
-    def begin(self, space: CellSpace, seed: int) -> None:
+    def begin(self, space: Sampler, seed: int) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        # multivariate TPE is "experimental" in Optuna; it warns on every proposal, where a category it
-        # cannot model jointly (a _noskip op) falls back to independent sampling
+        # multivariate TPE is "experimental" in Optuna; it warns on every proposal
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        warnings.filterwarnings("ignore", message=".*independent sampl", category=UserWarning)
         self.space, self.seed = space, seed
-        self.history: list[list[Any]] = []  # [choices, score] of every evaluation
+        self.history: list[list[Any]] = []  # [choices, score or None (failed or invalid)] of every trial
         self.study = optuna.create_study(direction="maximize")
+        self.distributions = {c.name: optuna.distributions.CategoricalDistribution(c.options) for c in space.choices}
         self.trial: Any = None
 
-    def propose(self) -> Genotype:
+    def _ask(self) -> tuple[Any, Any]:
         import optuna
 
         self.study.sampler = optuna.samplers.TPESampler(
             seed=derive_seed(self.seed, _STREAM + len(self.history)) % 2**32, n_startup_trials=self.cfg.startup,
             multivariate=self.cfg.multivariate)
-        self.trial = self.study.ask()
-        return cell_from_choices(self.space, self.trial.suggest_categorical)
+        trial = self.study.ask(self.distributions)
+        values = [c.options.index(trial.params[c.name]) for c in self.space.choices]
+        return trial, self.space.decode(values)
 
-    def observe(self, genotype: Genotype, value: float) -> dict[str, float]:
+    def propose(self) -> Any:
+        for _ in range(MAX_TRIES):
+            self.trial, genotype = self._ask()
+            if self.space.valid(genotype):
+                return genotype
+            self.study.tell(self.trial, state=self._failed())
+            self.history.append([dict(self.trial.params), None])
+        raise ConfigError("TPE proposes no valid cell under derive.max_skip")
+
+    def observe(self, genotype: Any, value: float) -> dict[str, float]:
         score = value if math.isfinite(value) else None
         if score is None:
             self.study.tell(self.trial, state=self._failed())
@@ -110,17 +96,9 @@ class Tpe(DiscreteSearch):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Rebuild the study from the history (each trial's choices and score)."""
         import optuna
-        from optuna.distributions import CategoricalDistribution
 
         for choices, score in state["history"]:
-            distributions: dict[str, CategoricalDistribution] = {}
-
-            def suggest(name: str, options: list[str], chosen: dict = choices, into: dict = distributions) -> str:
-                into[name] = CategoricalDistribution(options)
-                return chosen[name]
-
-            cell_from_choices(self.space, suggest)  # the distributions of the names this trial used
             outcome = {"value": score} if score is not None else {"state": self._failed()}
-            trial = optuna.trial.create_trial(params=dict(choices), distributions=distributions, **outcome)
-            self.study.add_trial(trial)
+            self.study.add_trial(optuna.trial.create_trial(params=dict(choices), distributions=self.distributions,
+                                                           **outcome))
             self.history.append([dict(choices), score])

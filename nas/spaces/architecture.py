@@ -4,7 +4,7 @@ The alphas are registered parameters of this module (so they are in every ``stat
 checkpoint) but live apart from the network weights: the supernet exposes ``weights()`` and
 ``alphas()`` by reference for the two optimizers. The masks record which ops are still alive on
 each edge (ASAP prunes them permanently, and a pruned op is never computed). The weighting rule
-(``nas.search.weighting``, chosen by the search algorithm) is the one place where alphas become op
+(``nas.spaces.weighting``, chosen by the search algorithm) is the one place where alphas become op
 weights: ``edge_weights`` gives its deterministic weights, ``forward_weights`` those of one pass.
 
 Two remedies add architecture state here: PC-DARTS edge normalisation (``edge_norm``) adds one
@@ -15,56 +15,57 @@ from its progress each step (a schedule, not a parameter).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from nas.cells import edge_inputs
-from nas.search.weighting import WeightingRule
+from nas.spaces.weighting import WeightingRule
 
-KINDS = ("normal", "reduce")
 Active = dict[str, list[list[int]]] | None
 
 
 class Architecture(nn.Module):
-    def __init__(self, op_names: Sequence[str], nodes: int, init_std: float = 1e-3, edge_norm: bool = False,
-                 rule: WeightingRule | None = None):
+    """Alphas, masks and β for the cell kinds a space declares (``edges``: edges per kind, e.g.
+    {"normal": 14, "reduce": 14} for DARTS, {"cell": 6} for NAS-Bench-201); ``node_sizes``: per kind,
+    the edges entering each node, in edge order (edge normalisation groups them)."""
+
+    def __init__(self, op_names: Sequence[str], edges: Mapping[str, int], node_sizes: Mapping[str, Sequence[int]],
+                 init_std: float = 1e-3, edge_norm: bool = False, rule: WeightingRule | None = None):
         super().__init__()
         self.op_names = tuple(op_names)
-        node_of_edge = [node for node, _ in edge_inputs(nodes)]
-        self._node_sizes = [node_of_edge.count(j) for j in range(nodes)]
-        edges = len(node_of_edge)
-        shape = (edges, len(self.op_names))
+        self.kinds = tuple(edges)
+        self._node_sizes = {kind: list(node_sizes[kind]) for kind in self.kinds}
+        # Parameters by name (alpha_<kind>), so checkpoints read like the DARTS code's state.
         # DARTS initialises alphas at 1e-3·N(0,1); ASAP at exactly 0 (init_std=0).
-        self.alpha_normal = nn.Parameter(init_std * torch.randn(shape))
-        self.alpha_reduce = nn.Parameter(init_std * torch.randn(shape))
-        self.register_buffer("alive_normal", torch.ones(shape, dtype=torch.bool))
-        self.register_buffer("alive_reduce", torch.ones(shape, dtype=torch.bool))
+        for kind, n in edges.items():
+            shape = (n, len(self.op_names))
+            self.register_parameter(f"alpha_{kind}", nn.Parameter(init_std * torch.randn(shape)))
+            self.register_buffer(f"alive_{kind}", torch.ones(shape, dtype=torch.bool))
         self.rule = rule if rule is not None else WeightingRule()
         self.edge_norm = edge_norm
         if edge_norm:  # PC-DARTS: β = 0 at the start, i.e. all edges of a node weigh the same
-            self.beta_normal = nn.Parameter(torch.zeros(edges))
-            self.beta_reduce = nn.Parameter(torch.zeros(edges))
+            for kind, n in edges.items():
+                self.register_parameter(f"beta_{kind}", nn.Parameter(torch.zeros(n)))
         self.aux_skip = 0.0  # DARTS-: weight of the auxiliary identity path, set by the search loop
         self._alive_lists: dict[str, list[list[int]]] | None = None
 
     def alphas(self) -> dict[str, nn.Parameter]:
-        return {"normal": self.alpha_normal, "reduce": self.alpha_reduce}
+        return {kind: getattr(self, f"alpha_{kind}") for kind in self.kinds}
 
     def betas(self) -> dict[str, nn.Parameter]:
         """Edge-normalisation parameters (empty without ``edge_norm``)."""
-        return {"normal": self.beta_normal, "reduce": self.beta_reduce} if self.edge_norm else {}
+        return {kind: getattr(self, f"beta_{kind}") for kind in self.kinds} if self.edge_norm else {}
 
     def edge_scales(self) -> dict[str, torch.Tensor] | None:
         """Per kind, one weight per edge: softmax of β over the edges entering the same node."""
         if not self.edge_norm:
             return None
-        return {kind: torch.cat([torch.softmax(part, dim=0) for part in beta.split(self._node_sizes)])
+        return {kind: torch.cat([torch.softmax(part, dim=0) for part in beta.split(self._node_sizes[kind])])
                 for kind, beta in self.betas().items()}
 
     def alive(self) -> dict[str, torch.Tensor]:
-        return {"normal": self.alive_normal, "reduce": self.alive_reduce}
+        return {kind: getattr(self, f"alive_{kind}") for kind in self.kinds}
 
     def edge_weights(self, alphas: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The rule's deterministic op weights (derivation, logging); pruned ops get weight exactly 0."""
