@@ -16,6 +16,13 @@ right op is known by construction on every edge; each algorithm searches the shi
 in that space and scores the fraction of its edges holding ``sep_conv_3x3`` (a random cell: 0.5).
 ``--check N`` retrains the all-``sep_conv_3x3`` cell against N random S4 cells.
 
+``nb201``: NAS-Bench-201's table of 15,625 known answers (``--table``). Tabular: random search,
+evolution, REINFORCE and TPE query the table (``--tabular-seeds`` seeds, ``--budgets`` queries);
+the test accuracy of their best-by-val cell beside the optimum, the mean cell and random search's
+closed-form expectation. One-shot: every one-shot algorithm searches a CIFAR-10 subset (the
+``cifar`` data below) in the NB201 space; its derived cell's table test accuracy and rank, its
+parameter-free edges, beside random cells.
+
 ``cifar``: a class-balanced CIFAR-10 subset at reduced resolution (from the JPEG release); each
 algorithm searches it per seed, then the derived cell and a random cell (same seed) are retrained
 at equal budget and scored on the CIFAR-10 test images: test top-1 mean ± std per algorithm.
@@ -271,9 +278,54 @@ def cifar(runner: Runner, args: argparse.Namespace) -> dict:
     return table
 
 
+def nb201(runner: Runner, args: argparse.Namespace) -> dict:
+    """NAS-Bench-201: the tabular table (discrete strategies on the table, many seeds) and the one-shot
+    table (every one-shot algorithm searches real CIFAR-10 images; its cell is scored by the table)."""
+    from nas.spaces.table import load_table
+    from nas.validation.nb201 import STRATEGIES, random_cells, tabular_table
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bench = load_table(args.table)
+    table: dict = {"task": "nb201", "tabular": tabular_table(args.table, STRATEGIES, range(args.tabular_seeds),
+                                                             args.budgets, args.jobs)}
+    if args.skip_one_shot:
+        return table
+    one_shot = [a for a in args.algorithms if not is_discrete(a) and a != "random"]
+    data = ["data=npz", f"data.root={cifar_subset(args, out)}", "space=nb201", f"space.table={args.table}"]
+    size = [f"epochs={args.search_epochs}", f"data.limit={args.search_images}", f"data.image_size={args.image_size}",
+            f"batch_size={args.batch_size}", f"model.channels={args.channels}", f"model.layers={args.nb201_cells}",
+            "optim.alpha_lr=0.1", *args.search_override]
+    keys = [(a, s) for a in one_shot for s in args.seeds]
+    dirs = runner.map([lambda a=a, s=s: runner.search(out, a, s, [*data, *size]) for a, s in keys])
+    rows: dict = {}
+    for (algorithm, _seed), run_dir in zip(keys, dirs):
+        summary = json.loads((run_dir / "summary.json").read_text())
+        known, last = summary["benchmark"], summary["diagnostics"][-1]
+        row = rows.setdefault(algorithm, {"test_acc": [], "rank": [], "param_free_edges": [], "cells": [],
+                                          "search_s": []})
+        row["test_acc"].append(known["test_acc"])
+        row["rank"].append(known["rank"])
+        row["param_free_edges"].append(last.get("collapse/param_free/cell"))
+        row["cells"].append(summary["genotype_text"])
+        row["search_s"].append(summary["wall_time_s"])
+    randoms = [bench.lookup(cell) for cell in random_cells(args.seeds, args.table)]
+    table["one_shot"] = {
+        "protocol": f"{args.search_images} CIFAR-10 training images (half weights, half alphas), "
+                    f"{args.image_size} px, C={args.channels}, {args.nb201_cells} cell(s) per stage, "
+                    f"{args.search_epochs} epochs, batch {args.batch_size}",
+        "optimum_test_acc": round(bench.optimum, 3),
+        "random_cells": {"test_acc": mean_std([e.test_acc for e in randoms]), "rank": mean_std([e.rank for e in randoms])},
+        "algorithms": {a: {"test_acc": mean_std(r["test_acc"]), "rank": mean_std(r["rank"]),
+                           "param_free_edges": mean_std(r["param_free_edges"]), "cells": r["cells"],
+                           "search_s": round(statistics.fmean(r["search_s"]), 1)} for a, r in rows.items()},
+    }
+    return table
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("task", choices=["planted", "s4", "cifar"])
+    p.add_argument("task", choices=["planted", "s4", "cifar", "nb201"])
     p.add_argument("--out", required=True, help="a folder for the data, every run and table.json")
     p.add_argument("--algorithms", default=None, type=lambda s: s.split(","), help="default: every registered one")
     p.add_argument("--seeds", default="0,1,2", type=lambda s: [int(v) for v in s.split(",")])
@@ -301,6 +353,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--root", default=None, help="cifar: an extracted release (train/ and test/) instead")
     p.add_argument("--per-class", type=int, default=200, help="cifar: training images per class")
     p.add_argument("--test-per-class", type=int, default=100, help="cifar: test images per class")
+    p.add_argument("--table", default="cifar10", help="nb201: the table of known answers (a file or a shipped name)")
+    p.add_argument("--tabular-seeds", type=int, default=100, help="nb201: seeds of each tabular strategy")
+    p.add_argument("--budgets", default="10,30,100,300", type=lambda s: [int(v) for v in s.split(",")],
+                   help="nb201: query budgets of the tabular table")
+    p.add_argument("--nb201-cells", type=int, default=1, help="nb201: cells per stage of the one-shot supernet")
+    p.add_argument("--skip-one-shot", action="store_true", help="nb201: only the tabular table")
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error(f"--jobs must be at least 1, got {args.jobs}")
@@ -312,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     start = time.time()
     runner = Runner(args.jobs, args.device)
-    table = {"planted": planted, "s4": s4, "cifar": cifar}[args.task](runner, args)
+    table = {"planted": planted, "s4": s4, "cifar": cifar, "nb201": nb201}[args.task](runner, args)
     table["wall_time_s"] = round(time.time() - start, 1)
     table["jobs"] = args.jobs
     Path(args.out, "table.json").write_text(json.dumps(table, indent=1) + "\n")

@@ -174,3 +174,21 @@ def test_nas_train_profiles_a_cell_given_as_benchmark_text(tmp_path, monkeypatch
     assert invoke_cli("train", ["space=nb201", "profile_only=true", "genotype=DARTS_V2",
                                 f"hydra.run.dir={tmp_path / 'x'}"], monkeypatch) == 2
     assert "NAS-Bench-201 cell" in one_error_line(capsys)
+
+
+def test_nb201_quick_prints_the_derived_cell_with_its_known_answer(tmp_path, monkeypatch, capsys):
+    args = ["+experiment=nb201_quick", "epochs=1", "max_steps_per_epoch=2", "data.limit=64", "batch_size=8",
+            "model.channels=4", "log.progress=false", f"hydra.run.dir={tmp_path}"]
+    assert invoke_cli("search", args, monkeypatch) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    parse_cell(summary["genotype_text"], OPS)
+    assert f"derived genotype: {summary['genotype_text']}" in out
+    assert f"rank {summary['benchmark']['rank']:,} of 15,625" in out
+    meta = json.loads((tmp_path / "genotype.json").read_text())["meta"]
+    assert meta["space_name"] == "nb201" and np.array(meta["alphas"]["cell"]).shape == (6, 5)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0}).Reload()
+    assert "genotype/cell" in events.Tags()["images"] and "alpha/cell" in events.Tags()["images"]
+    assert "benchmark/test_acc" in events.Tags()["scalars"]
