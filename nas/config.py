@@ -136,6 +136,8 @@ class LogConfig:
     every_steps: int = option(50, ge=1)  # step scalars (losses, lr, alphas) every this many steps
     images: bool = option(True, free="a switch")  # alpha heatmaps and cell drawings each epoch
     progress: bool = option(True, free="a switch")  # progress bar
+    # katib: also print each epoch's metrics as `name=value` lines on stdout (nas.engine.metrics_lines)
+    metrics_format: str = option("plain", choices=("plain", "katib"))
 
 
 @dataclass

@@ -13,7 +13,6 @@ import logging
 import os
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,49 +20,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nas.data.images import (  # noqa: F401  (re-exported: the loaders' vocabulary)
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageTensors,
+)
+from nas.data.sample import load_sample
 from nas.errors import DataError
 
 log = logging.getLogger("nas.data")
-
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
-CIFAR100_STD = (0.2673, 0.2564, 0.2762)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 DATASETS = ("sample", "cifar10", "cifar100", "imagefolder", "npz", "synthetic")
 SYNTHETIC_SIZES = {"train": 5120, "val": 1024, "test": 1024}
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-@dataclass
-class ImageTensors:
-    """One split of a dataset, decoded: what every loader returns and ``TensorBatches`` consumes.
-
-    ``mean``/``std`` travel with the pixels so that the batcher always normalises with the
-    statistics of the dataset the images came from, not with whatever a config happens to say.
-    """
-
-    images: torch.Tensor  # uint8, N×C×H×W
-    labels: torch.Tensor  # int64, N
-    classes: list[str]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(f"images must be uint8 N×C×H×W, got {self.images.dtype} {tuple(self.images.shape)}")
-        if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
-            raise ValueError(f"labels must be int64 of shape ({self.images.shape[0]},), got {tuple(self.labels.shape)}")
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
 
 def load_images(name: str, root: str, split: str, download: bool = False, image_size: int = 32) -> ImageTensors:
@@ -82,8 +56,6 @@ def load_images(name: str, root: str, split: str, download: bool = False, image_
     if not isinstance(image_size, int) or image_size < 1:
         raise DataError(f"image_size must be a positive integer, got {image_size!r}")
     if name == "sample":
-        # Imported here because sample.py imports ImageTensors from this module.
-        from nas.data.sample import load_sample
 
         data = load_sample("train" if split == "train" else "test")
     elif name in ("cifar10", "cifar100"):

@@ -16,7 +16,7 @@ from importlib import resources
 import numpy as np
 import torch
 
-from nas.data.datasets import CIFAR10_MEAN, CIFAR10_STD, ImageTensors
+from nas.data.images import CIFAR10_MEAN, CIFAR10_STD, ImageTensors
 from nas.errors import DataError
 
 SAMPLE_FILE = "cifar10_sample.npz"

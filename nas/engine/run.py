@@ -14,6 +14,7 @@ from torch import nn
 from nas.config import summary_of
 from nas.distributed import World, check_batch_divides, init_world, sync_batchnorm
 from nas.engine.loop import Counters, Engine, Hook, Task
+from nas.engine.metrics_lines import KatibMetricsLines
 from nas.engine.rundir import RunDirectory, resumed_config
 from nas.engine.state import seed_everything, select_device
 
@@ -70,6 +71,8 @@ def run_task(cfg: Any, run_dir: str | Path, *, kind: str, checkpoint_format: str
         try:
             counters = Counters(epochs=cfg.epochs)
             task = build(cfg, world, device, counters, tb, run_dir, state)
+            if cfg.log.metrics_format == "katib":
+                hooks = [*hooks, KatibMetricsLines()]
             engine = Engine(task, run_dir, world, counters, checkpoint_every=cfg.checkpoint.every_steps,
                             show_progress=cfg.log.progress, config=summary_of(cfg), hooks=hooks, nan_hint=nan_hint)
             if state is not None:

@@ -32,6 +32,8 @@ def report(config: SearchConfig, summary: dict[str, Any]) -> float | None:
     if summary["stop_reason"] != "epoch limit":
         print(f"stopped: {summary['stop_reason']}")
     print_run_location(summary["run_dir"])
+    # last, in the form of Katib's DARTS example: one line a Katib metrics filter can collect
+    print(f"Best-Genotype={''.join(summary['genotype_text'].split())}")
     return summary["final_val_acc"]
 
 

@@ -22,8 +22,10 @@ import torch
 from nas.engine import Engine, Hook
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nas.search.algorithms.base import EarlyStopConfig
-    from nas.search.task import SearchTask
+    from nas.spaces import SearchSpace
     from nas.spaces.architecture import Architecture
 
 log = logging.getLogger("nas.search")
@@ -57,20 +59,21 @@ class EarlyStop(Hook):
 
     name = "early_stop"
 
-    def __init__(self, cfg: EarlyStopConfig, task: SearchTask):
-        self.cfg, self.task = cfg, task
+    def __init__(self, cfg: EarlyStopConfig, arch: Architecture, space: SearchSpace, genotype: Callable[[], Any]):
+        """``genotype()``: the cell derived after the epoch (the hook reads nothing else of the search)."""
+        self.cfg, self.arch, self.space, self.genotype = cfg, arch, space, genotype
         self.last_ranking: list[int] | None = None
         self.stable_epochs = 0
         self.reason: str | None = None
 
     def after_epoch(self, engine: Engine, metrics: dict[str, float]) -> None:
         with torch.no_grad():
-            ranking = argmax_ops(self.task.model.arch.edge_weights())
+            ranking = argmax_ops(self.arch.edge_weights())
         self.stable_epochs = self.stable_epochs + 1 if ranking == self.last_ranking else 0
         self.last_ranking = ranking
-        skips = self.task.space.identity_count(self.task.genotype)
+        skips = self.space.identity_count(self.genotype())
         if self.cfg.max_skip is not None and skips >= self.cfg.max_skip:
-            self.reason = (f"early stop: the {self.task.space.collapse_kind} cell holds {skips} skip_connect "
+            self.reason = (f"early stop: the {self.space.collapse_kind} cell holds {skips} skip_connect "
                            "(algorithm.early_stop.max_skip)")
         elif self.cfg.stable_epochs is not None and self.stable_epochs >= self.cfg.stable_epochs:
             self.reason = (f"early stop: the argmax ops have not changed for {self.stable_epochs} epochs "

@@ -90,7 +90,7 @@ class SearchTask:
         tb.edge_charts(self.edge_labels)
         self.hooks: list[Hook] = [self.algorithm, StepLog(self), EpochResults(self),
                                   CollapseDiagnostics(self.model, self, cfg.diagnostics, self.data.val_eval),
-                                  EarlyStop(a.early_stop, self)]
+                                  EarlyStop(a.early_stop, self.model.arch, self.space, lambda: self.genotype)]
         if a.aux_skip:
             self.hooks.insert(0, AuxSkipSchedule(self.model.arch))
         if cfg.derive.method == "perturbation":

@@ -23,7 +23,6 @@ from nas.spaces.weighting import WeightingRule
 if TYPE_CHECKING:
     from nas.logging import TBLogger
     from nas.search.bilevel import Batch, Bilevel
-    from nas.search.config import SearchConfig
     from nas.spaces.darts_supernet import Supernet
 
 
@@ -59,7 +58,8 @@ class OneShotConfig(AlgorithmConfig):
     perturb_epsilon: float = option(0.03, ge=0.0, le=10.0)  # half-width of the uniform noise
     aux_skip: bool = option(False, free="a switch")  # DARTS-: an identity path on every edge, weight 1 → 0
 
-    def validate_with(self, cfg: SearchConfig) -> None:
+    def validate_with(self, cfg: Any) -> None:
+        """Checks against the whole search config (``nas.search.config.SearchConfig``)."""
         check(cfg.model.channels % self.partial_channels == 0,
               f"algorithm.partial_channels={self.partial_channels} must divide model.channels={cfg.model.channels}")
 
