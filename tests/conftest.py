@@ -14,6 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from nas.cli import config_dir, shared_configs_override
+from nas.engine import Hook
 from nas.search.config import SearchConfig, register_configs, to_search_config
 
 # Under pytest-xdist (the default: -n 2 in pyproject.toml) each worker, and every command a test
@@ -107,3 +108,18 @@ def darts_sampler(op_names, nodes: int, k: int = 2, max_skip: int | None = None)
     from nas.spaces import DartsSpace, Rules, Sampler
 
     return Sampler(DartsSpace(op_names), SimpleNamespace(nodes=nodes), Rules(k=k, max_skip=max_skip))
+
+
+class Killed(Exception):
+    """What a SIGKILL leaves behind: the run stops mid-epoch with only its last checkpoint on disk."""
+
+
+class KillBefore(Hook):
+    """An engine hook that kills the run (raises ``Killed``) before step ``step``."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def before_step(self, engine):
+        if engine.counters.global_step == self.step:
+            raise Killed

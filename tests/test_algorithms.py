@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import KillBefore, Killed
 from nas.cli import config_dir
-from nas.engine import Hook
 from nas.search.algorithms import algorithm_spec, discover
 from nas.search.task import run_search
 
@@ -17,19 +17,6 @@ RUN = ["epochs=2", "max_steps_per_epoch=3", "log.images=false", "checkpoint.ever
 # Every algorithm on every space (tiny sizes): DARTS cells of 2 nodes, NAS-Bench-201 with 1 cell per
 # stage; the discrete searches score NAS-Bench-201 cells by its table (queries cost nothing).
 SPACES = {"darts": ["model.nodes=2"], "nb201": ["space=nb201", "model.layers=1"]}
-
-
-class Killed(Exception):
-    """What a SIGKILL leaves behind: the run stops mid-epoch with only its last checkpoint on disk."""
-
-
-class KillBefore(Hook):
-    def __init__(self, step: int):
-        self.step = step
-
-    def before_step(self, engine):
-        if engine.counters.global_step == self.step:
-            raise Killed
 
 
 def test_every_registered_algorithm_has_a_config_file():

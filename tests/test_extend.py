@@ -10,8 +10,7 @@ import shutil
 
 import pytest
 
-from conftest import TINY_SEARCH, run_cli
-from nas.engine import Hook
+from conftest import TINY_SEARCH, KillBefore, Killed, run_cli
 from nas.search.task import run_search
 
 SEARCH = [*TINY_SEARCH, "log.images=false", "model.nodes=2"]  # 2 epochs of 2 steps
@@ -43,19 +42,6 @@ def test_a_finished_retrain_extended_trains_the_extra_epochs_and_ends(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["epochs"], summary["steps"]) == (3, 6)
-
-
-class Killed(Exception):
-    pass
-
-
-class KillBefore(Hook):
-    def __init__(self, step: int):
-        self.step = step
-
-    def before_step(self, engine):
-        if engine.counters.global_step == self.step:
-            raise Killed
 
 
 def test_an_extension_killed_and_resumed_equals_the_uninterrupted_extension(tmp_path, tiny_search_config):
