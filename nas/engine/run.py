@@ -15,7 +15,7 @@ from nas.config import summary_of
 from nas.distributed import World, check_batch_divides, init_world, sync_batchnorm
 from nas.engine.loop import Counters, Engine, Hook, Task
 from nas.engine.metrics_lines import KatibMetricsLines
-from nas.engine.rundir import RunDirectory, resumed_config
+from nas.engine.rundir import RunDirectory, finished_wall_time, resumed_config
 from nas.engine.state import seed_everything, select_device
 
 # build(cfg, world, device, counters, tb, run_dir, resume_state) -> the task
@@ -77,6 +77,8 @@ def run_task(cfg: Any, run_dir: str | Path, *, kind: str, checkpoint_format: str
                             show_progress=cfg.log.progress, config=summary_of(cfg), hooks=hooks, nan_hint=nan_hint)
             if state is not None:
                 engine.load_state_dict(state, cfg.resume)
+                # a finished run extended: its wall time also counts what ran after its last checkpoint
+                engine.previous_wall_time = max(engine.previous_wall_time, finished_wall_time(run_dir))
             return engine.fit()
         finally:
             tb.close()

@@ -13,6 +13,7 @@ results: a new run into that directory clears them and starts cleanly. Only what
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -163,6 +164,16 @@ def resumed_config(cfg: Any, fmt: str, kind: str, from_dict: Any,
                               "to continue it")
     saved.resume = str(path)
     return saved, state, run_dir
+
+
+def finished_wall_time(run_dir: Path) -> float:
+    """The wall time ``summary.json`` reports for a finished run (0 when there is none): more than its
+    last checkpoint holds, by the work done after that checkpoint (results, the summary itself)."""
+    try:
+        value = json.loads((run_dir / "summary.json").read_text()).get("wall_time_s")
+    except (OSError, ValueError, AttributeError):
+        return 0.0
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def checkpoint_config(state: dict[str, Any]) -> dict[str, Any]:
