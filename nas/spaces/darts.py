@@ -22,7 +22,7 @@ from nas.cells import edge_inputs
 from nas.errors import ConfigError, GenotypeError
 from nas.genotype import PUBLISHED, Genotype, Pair, from_mapping
 from nas.genotype import load as load_genotype
-from nas.ops import get_op
+from nas.ops import OPS, get_op
 from nas.spaces.base import Choice, Rules, SearchSpace
 from nas.spaces.darts_derive import check_k, derive_genotype
 from nas.spaces.darts_networks import EvalNetwork, build_network
@@ -121,16 +121,10 @@ class DartsSpace(SearchSpace):
 
     # -- genotypes -------------------------------------------------------------------------------
     def from_dict(self, data: Mapping[str, Any]) -> Genotype:
-        return from_mapping(data, self._known_ops())
+        return from_mapping(data, OPS)
 
     def load(self, spec: str) -> Genotype:
-        return load_genotype(spec, self._known_ops())
-
-    @staticmethod
-    def _known_ops() -> Any:
-        from nas.ops import OPS
-
-        return OPS
+        return load_genotype(spec, OPS)
 
     def published(self) -> dict[str, Genotype]:
         return dict(PUBLISHED)
