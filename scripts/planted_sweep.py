@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from nas.data.datasets import load_images
 from nas.genotype import Genotype
 from nas.ops import resolve_space
-from nas.search.random_genotype import sample_genotype
 from nas.spaces.darts_networks import build_network
+from nas.spaces.darts_random import sample_genotype
 from nas.validation.planted import PLANTED, teacher_labels
 
 dev = "cuda" if torch.cuda.is_available() else "cpu"

@@ -177,7 +177,7 @@ def construction_check(runner: Runner, args: argparse.Namespace, out: Path, data
 
 def random_cell_files(out: Path, space: Sequence[str], count: int, first_seed: int) -> list[str]:
     from nas.genotype import save_json
-    from nas.search.random_genotype import sample_genotype
+    from nas.spaces.darts_random import sample_genotype
 
     paths = []
     for i in range(count):
@@ -211,7 +211,7 @@ def planted(runner: Runner, args: argparse.Namespace) -> dict:
 def s4(runner: Runner, args: argparse.Namespace) -> dict:
     from nas.genotype import Genotype, save_json
     from nas.ops import resolve_space
-    from nas.search.random_genotype import sample_genotype
+    from nas.spaces.darts_random import sample_genotype
     from nas.validation.recovery import chance_op_recovery, op_recovery
 
     out = Path(args.out)
@@ -253,7 +253,7 @@ def cifar_subset(args: argparse.Namespace, out: Path) -> Path:
 def cifar(runner: Runner, args: argparse.Namespace) -> dict:
     from nas.genotype import save_json
     from nas.ops import resolve_space
-    from nas.search.random_genotype import sample_genotype
+    from nas.spaces.darts_random import sample_genotype
 
     out = Path(args.out)
     data = ["data=npz", f"data.root={cifar_subset(args, out)}"]

@@ -20,7 +20,7 @@ import torch
 from conftest import TINY_SEARCH, compose_search, darts_sampler, invoke_cli, one_error_line
 from nas.genotype import Genotype, validate
 from nas.ops import SPACES, get_op
-from nas.search.algorithms.discrete import DiscreteRun
+from nas.search.algorithms.discrete import DiscreteTask
 from nas.search.algorithms.evolution import Evolution, EvolutionConfig, Population
 from nas.search.algorithms.reinforce import ChoicePolicy, Learner
 from nas.search.algorithms.tpe import Tpe, TpeConfig
@@ -262,18 +262,19 @@ def test_tiny_search_from_the_cli_then_killed_and_resumed_to_the_same_result(str
         assert summary["cost"]["setup_images"] > 0  # the supernet's training, apart from the evaluations
 
     kill_after = 3
-    real_step, calls = DiscreteRun.step, {"n": 0}
+    real_step, calls = DiscreteTask.step, {"n": 0}
 
-    def dies_before_saving(self, tb):
-        real_step(self, tb)
+    def dies_before_saving(self, index):
+        result = real_step(self, index)
         calls["n"] += 1
         if calls["n"] == kill_after:  # scored, learnt from, but never checkpointed
             raise Killed
+        return result
 
-    monkeypatch.setattr(DiscreteRun, "step", dies_before_saving)
+    monkeypatch.setattr(DiscreteTask, "step", dies_before_saving)
     with pytest.raises(Killed):
         run_search(compose_search(args), tmp_path / "run")
-    monkeypatch.setattr(DiscreteRun, "step", real_step)
+    monkeypatch.setattr(DiscreteTask, "step", real_step)
     assert not (tmp_path / "run" / "summary.json").exists()
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert len(state["records"]) == kill_after - 1
@@ -319,3 +320,44 @@ def test_bad_values_are_one_line_and_exit_2(args, fragment, tmp_path, monkeypatc
     assert invoke([*TINY, *args, f"hydra.run.dir={tmp_path / 'run'}"], monkeypatch) == 2
     assert fragment in one_error_line(capsys)
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+# -- the engine's loop: budgets, a finished run, scores that could not be computed ----------------------------
+TABLE = ["space=nb201", "data=sample", "algorithm.evaluator=table", "log.progress=false", "log.images=false",
+         "data.limit=64", "batch_size=8", "data.image_size=16", "model.layers=1"]
+
+
+def test_a_wall_time_budget_ends_the_search_which_then_cannot_be_resumed(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    args = [*TABLE, "algorithm=evolution", "algorithm.budget.evaluations=null", "algorithm.budget.seconds=1",
+            f"hydra.run.dir={run}"]
+    assert invoke(args, monkeypatch) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stop_reason"] == "wall-time budget of 1 s spent" and summary["wall_time_s"] >= 1
+    assert summary["steps"] == summary["evaluations_done"] == len(summary["evaluations"]) > 1
+    assert json.loads((run / "genotype.json").read_text())["meta"]["evaluation"] == summary["best"]["evaluation"]
+    capsys.readouterr()
+    assert invoke([f"resume={run}"], monkeypatch) == 2
+    assert "already ended (wall-time budget of 1 s spent)" in one_error_line(capsys)
+    assert json.loads((run / "summary.json").read_text()) == summary
+
+
+def test_a_score_that_cannot_be_computed_ranks_last_and_is_saved_as_null(tmp_path, monkeypatch):
+    from nas.evaluate.base import Score
+    from nas.evaluate.table import TableEvaluator
+
+    real = TableEvaluator.score_one
+
+    def fails_on_none(self, genotype):  # a scorer that cannot score a cell with a `none` edge
+        return Score(math.nan, 0.0, 0) if "none" in genotype.to_text() else real(self, genotype)
+
+    monkeypatch.setattr(TableEvaluator, "score_one", fails_on_none)
+    run = tmp_path / "run"
+    assert invoke([*TABLE, "algorithm=random_search", "algorithm.budget.evaluations=20", f"hydra.run.dir={run}"],
+                  monkeypatch) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    failed = [e for e in summary["evaluations"] if "none" in e["genotype"]["arch"]]
+    assert failed and all(e["score"] is None for e in failed)
+    assert "none" not in summary["best"]["genotype_text"] and summary["best"]["score"] > 0
+    records = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["records"]
+    assert [value for _, value, *_ in records] == [e["score"] for e in summary["evaluations"]]

@@ -8,8 +8,8 @@ import torch
 from nas.errors import ConfigError
 from nas.genotype import validate
 from nas.ops import SPACES, get_op
-from nas.search.random_genotype import sample_genotype
 from nas.spaces.darts_networks import build_network
+from nas.spaces.darts_random import sample_genotype
 
 
 def test_same_seed_same_genotype_and_seeds_differ():

@@ -14,8 +14,8 @@ from PIL import Image
 from nas.cells.search_cell import edge_inputs
 from nas.genotype import Genotype
 from nas.ops import resolve_space
-from nas.search.random_genotype import sample_genotype
 from nas.spaces.darts_derive import derive_genotype
+from nas.spaces.darts_random import sample_genotype
 from nas.validation.planted import PLANTED, make_planted_data
 from nas.validation.recovery import chance_op_recovery, chance_recovery, op_recovery, recovery, recovery_curve
 

@@ -67,6 +67,10 @@ class Hook:
 
     name = ""
 
+    def before_fit(self, engine: Engine) -> None:
+        """Once per session, before the first step (one-time setup that may be interrupted: the engine
+        checkpoints and stops if a signal arrived during it, see ``Engine.stop_if_signalled``)."""
+
     def before_step(self, engine: Engine) -> None:
         """Before each step (schedules that set something the step reads)."""
 
@@ -75,6 +79,9 @@ class Hook:
 
     def after_epoch(self, engine: Engine, metrics: dict[str, float]) -> None:
         """After the task's epoch work, before the checkpoint; may add entries to ``metrics``."""
+
+    def after_checkpoint(self, engine: Engine) -> None:
+        """After each checkpoint is written (results that must never run ahead of a checkpoint)."""
 
     def stop_reason(self, engine: Engine) -> str | None:
         """A reason to end the run now (checked after every step and epoch), or None."""
@@ -91,6 +98,9 @@ class Hook:
 
 
 class Task(Protocol):
+    """What a task supplies to the engine. A task may also set ``checkpoint_every`` (steps), a cadence it
+    needs whatever the config says: a discrete search checkpoints after every evaluation."""
+
     checkpoint_format: str
     hooks: list[Hook]
 
@@ -137,6 +147,8 @@ class Engine:
     def fit(self) -> dict[str, Any]:
         c = self.counters
         with self.signals:
+            for hook in self.hooks:
+                hook.before_fit(self)
             if self.pending_epoch_end is not None:  # interrupted while evaluating: finish that epoch first
                 self.end_epoch(self.pending_epoch_end)
             while c.epoch < c.epochs and self.stop_reason is None:
@@ -271,6 +283,8 @@ class Engine:
         except OSError as exc:
             raise UserError(f"cannot write a checkpoint into {folder}: {exc.strerror or exc}") from None
         self.checkpoints_written += 1
+        for hook in self.hooks:
+            hook.after_checkpoint(self)
 
     def load_state_dict(self, state: dict[str, Any], path: str | Path) -> None:
         """Continue exactly where ``state`` was saved; a checkpoint with a bad body is a one-line error."""

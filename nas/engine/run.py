@@ -49,8 +49,8 @@ def run_task(cfg: Any, run_dir: str | Path, *, kind: str, checkpoint_format: str
     With ``cfg.resume`` the saved run continues in its own directory with its saved config
     (``changed``: the values the command line set, which must agree with it). ``hooks`` join the
     engine's (a tuner's reporter). ``on_start(run_dir)`` runs once the directory is this run's.
-    ``without_engine(cfg, run_dir, world)`` may finish the run without training (a profile, a
-    random sample) by returning its summary. Launched by ``torchrun``, every process runs this;
+    ``without_engine(cfg, run_dir, world)`` may finish the run without training (a profile)
+    by returning its summary. Launched by ``torchrun``, every process runs this;
     they share rank 0's run directory.
     """
     world, device = init_world(cfg.device)
@@ -73,7 +73,8 @@ def run_task(cfg: Any, run_dir: str | Path, *, kind: str, checkpoint_format: str
             task = build(cfg, world, device, counters, tb, run_dir, state)
             if cfg.log.metrics_format == "katib":
                 hooks = [*hooks, KatibMetricsLines()]
-            engine = Engine(task, run_dir, world, counters, checkpoint_every=cfg.checkpoint.every_steps,
+            every = getattr(task, "checkpoint_every", cfg.checkpoint.every_steps)  # a cadence the task needs wins
+            engine = Engine(task, run_dir, world, counters, checkpoint_every=every,
                             show_progress=cfg.log.progress, config=summary_of(cfg), hooks=hooks, nan_hint=nan_hint)
             if state is not None:
                 engine.load_state_dict(state, cfg.resume)

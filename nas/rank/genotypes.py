@@ -14,7 +14,7 @@ from nas.errors import ConfigError, GenotypeError
 from nas.genotype import Genotype, load, parse_text
 from nas.ops import OPS
 from nas.rank.config import GenotypeSetConfig
-from nas.search.random_genotype import sample_genotype
+from nas.spaces.darts_random import sample_genotype
 
 _RANDOM_STREAM = 0x7A4  # the key of the random cells' seeds
 Named = tuple[str, Genotype]

@@ -33,7 +33,7 @@ from nas.engine import (
 from nas.genotype import save_json
 from nas.logging import TBLogger
 from nas.search.algorithms import algorithm_spec
-from nas.search.algorithms.base import BilevelConfig, SearchContext
+from nas.search.algorithms.base import CHECKPOINT_FORMAT, BilevelConfig, SearchContext
 from nas.search.bilevel import Batch, Bilevel
 from nas.search.config import SearchConfig, search_config_from_dict
 from nas.search.diagnostics import CollapseDiagnostics
@@ -45,7 +45,7 @@ from nas.spaces.supernet import SupernetBase
 from nas.spaces.weighting import uniform_noise
 
 log = logging.getLogger("nas.search")
-CHECKPOINT_FORMAT = "nas-search/2"
+__all__ = ["CHECKPOINT_FORMAT", "SearchTask", "run_search"]
 
 
 class SearchTask:
@@ -262,15 +262,15 @@ def run_search(cfg: SearchConfig, run_dir: str | Path, hooks: Sequence[Hook] = (
                changed: dict[str, Any] | None = None,
                on_start: Callable[[Path], None] | None = None) -> dict[str, Any]:
     """Run a whole search into ``run_dir``; returns what ``summary.json`` holds (``nas.engine.run_task``
-    says what the arguments mean). An algorithm that trains no supernet runs on its own."""
+    says what the arguments mean). The algorithm says which task the engine runs: the supernet
+    search here, or its own (a discrete search, a random draw)."""
 
-    def without_supernet(cfg: SearchConfig, run_dir: Path, world: World) -> dict[str, Any] | None:
-        algorithm = algorithm_spec(cfg.algorithm.name)
-        if algorithm.cls.trains_supernet:
-            return None
-        return algorithm.create(cfg.algorithm).run(cfg, run_dir, world)  # type: ignore[attr-defined]
+    def build(cfg: SearchConfig, world: World, device: str, counters: Counters, tb: TBLogger, run_dir: Path,
+              state: dict[str, Any] | None) -> Any:
+        algorithm = algorithm_spec(cfg.algorithm.name).create(cfg.algorithm)
+        return (algorithm.task(cfg, world, device, counters, tb, run_dir, state)
+                or SearchTask(cfg, world, device, counters, tb, run_dir, state))
 
     return run_task(cfg, run_dir, kind="search", checkpoint_format=CHECKPOINT_FORMAT,
-                    from_dict=search_config_from_dict, build=SearchTask, hooks=hooks, changed=changed,
-                    on_start=on_start, without_engine=without_supernet,
-                    nan_hint="try a lower optim.w_lr or optim.alpha_lr")
+                    from_dict=search_config_from_dict, build=build, hooks=hooks, changed=changed,
+                    on_start=on_start, nan_hint="try a lower optim.w_lr or optim.alpha_lr")

@@ -51,7 +51,7 @@ def recovery(derived: Genotype, planted: Genotype) -> float:
 
 
 def chance_recovery(planted: Genotype, op_names: Sequence[str]) -> float:
-    """Expected recovery of a uniformly random genotype (``nas.search.random_genotype``): node j keeps
+    """Expected recovery of a uniformly random genotype (``nas.spaces.darts_random``): node j keeps
     k of its 2 + j inputs, so a planted pair's input is among them with probability k/(2 + j), with
     the planted op among the m non-zero ops with probability 1/m."""
     m = sum(1 for name in op_names if not get_op(name).zero)

@@ -17,13 +17,19 @@ import torch
 from omegaconf import MISSING
 
 from nas.config import check, option
-from nas.engine import Counters, Hook
+from nas.engine import Counters, Hook, Task
 from nas.spaces.weighting import WeightingRule
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from nas.distributed import World
     from nas.logging import TBLogger
     from nas.search.bilevel import Batch, Bilevel
     from nas.spaces.darts_supernet import Supernet
+
+
+CHECKPOINT_FORMAT = "nas-search/2"  # every search's checkpoints, whichever task wrote them
 
 
 def algorithm_name(name: str) -> Any:
@@ -100,6 +106,13 @@ class Algorithm(Hook):
     def __init__(self, cfg: AlgorithmConfig):
         self.cfg = cfg
         self.ctx: SearchContext
+
+    def task(self, cfg: Any, world: World, device: str, counters: Counters, tb: TBLogger, run_dir: Path,
+             resume_state: dict[str, Any] | None) -> Task | None:
+        """The engine task that runs this method; None (the default): the supernet search of
+        ``nas.search.task``. A method that trains no supernet (a discrete search, a random draw)
+        returns its own task, and the engine runs it like any other."""
+        return None
 
     def make_rule(self) -> WeightingRule:
         """The weighting rule of the supernet (asked once, before the supernet is built)."""

@@ -1,5 +1,5 @@
 """What the discrete searches share (``algorithm=evolution|reinforce|random_search``): the keys, the cell
-space they move in, and the run — evaluate, record, checkpoint, stop — around a strategy.
+space they move in, and the task — evaluate, record, checkpoint, stop — that runs a strategy on the engine.
 
 A strategy is three methods: ``propose()`` the next genotype, ``observe(genotype, score)`` its score,
 and its state (``state_dict``), which a checkpoint saves after every evaluation. Everything else is
@@ -21,40 +21,53 @@ here, once:
 * SIGTERM/SIGINT end the run after the evaluation in progress, with a checkpoint, and
   ``nas-search resume=<run dir>`` continues the same population or policy: the strategy's random
   stream is in the checkpoint, and the scores replay, so the resumed run is the same run.
+
+The run loop is the engine's (``nas.engine``), as for every other task: one evaluation is one step,
+the whole budget one epoch, a checkpoint follows every step, the evaluator's one-time setup runs
+before the first step (interruptible, like a step), and the wall-time budget is a stop condition.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from nas import checkpoint
 from nas.config import check, option, summary_of
 from nas.distributed import World
-from nas.evaluate.base import Cost, Evaluator, Score, Stopwatch, finite, genotype_key
+from nas.engine import Counters, Engine, Hook, NonFiniteLoss, prepare_process
+from nas.evaluate.base import Cost, Evaluator, Score, build_workbench, finite, genotype_key
 from nas.evaluate.config import (
     EVALUATORS,
     SupernetEvaluatorConfig,
     TrainEvaluatorConfig,
     ZeroCostEvaluatorConfig,
 )
+from nas.evaluate.factory import make_evaluator
 from nas.genotype import save_json
-from nas.search.algorithms.base import Algorithm, AlgorithmConfig
+from nas.logging import TBLogger
+from nas.search.algorithms.base import CHECKPOINT_FORMAT, Algorithm, AlgorithmConfig
+from nas.search.diagnostics import param_free_scalars
 from nas.spaces import Sampler, benchmark_of, rules_of
 
 log = logging.getLogger("nas.search")
 EVALUATOR_FILE = "evaluator.pt"  # the evaluator's state (a trained supernet), beside last.pt
+MAX_EVALUATIONS = 10_000_000  # also the length of the one epoch of a search with only a wall-time budget
 
 
 @dataclass
 class BudgetConfig:
     """When a discrete search ends: after this many evaluations or this much wall time, whichever first."""
 
-    evaluations: int | None = option(100, ge=1, le=10_000_000)
+    evaluations: int | None = option(100, ge=1, le=MAX_EVALUATIONS)
     seconds: float | None = option(None, gt=0.0)
 
 
@@ -84,8 +97,9 @@ def set_rng_state(rng: random.Random, state: list[Any]) -> None:
 
 
 class DiscreteSearch(Algorithm):
-    """The base of every discrete strategy; ``run`` is the whole search (no supernet is trained by the
-    search loop: the ``supernet`` evaluator trains its own)."""
+    """The base of every discrete strategy (no supernet is trained by the search: the ``supernet``
+    evaluator trains its own). The strategy is a hook of its task's engine: its state (population,
+    policy, random stream) is saved in every checkpoint under ``hooks/algorithm``."""
 
     trains_supernet = False
 
@@ -106,9 +120,10 @@ class DiscreteSearch(Algorithm):
         scalars to log."""
         raise NotImplementedError
 
-    # -- the run --------------------------------------------------------------------------------
-    def run(self, cfg: Any, run_dir: Path, world: World) -> dict[str, Any]:
-        return DiscreteRun(self, cfg, run_dir, world).execute()
+    # -- the task -------------------------------------------------------------------------------
+    def task(self, cfg: Any, world: World, device: str, counters: Counters, tb: TBLogger, run_dir: Path,
+             resume_state: dict[str, Any] | None) -> DiscreteTask:
+        return DiscreteTask(self, cfg, world, device, counters, tb, run_dir)
 
 
 @dataclass
@@ -125,148 +140,86 @@ class Record:
         return {"index": index, "genotype": self.genotype.to_dict(), "score": finite(self.value),
                 "seconds": self.seconds, "images": self.images, "cached": self.cached, "best_so_far": finite(best)}
 
+    def to_state(self) -> list[Any]:
+        """For a checkpoint: a score that could not be computed (-inf) is saved as None, never as inf."""
+        return [self.genotype.to_dict(), finite(self.value), self.seconds, self.images, self.cached]
 
-class DiscreteRun:
-    """One discrete search from start (or its checkpoint) to ``summary.json``."""
 
-    def __init__(self, strategy: DiscreteSearch, cfg: Any, run_dir: Path, world: World):
-        from nas.engine import prepare_process
-        from nas.evaluate.base import build_workbench
-        from nas.evaluate.factory import make_evaluator
-        from nas.search.task import CHECKPOINT_FORMAT
+class DiscreteTask:
+    """One discrete search as a task of the engine (``nas.engine.Task``): a step proposes a genotype,
+    scores it (or recalls its score) and lets the strategy learn from it."""
 
+    checkpoint_format = CHECKPOINT_FORMAT
+    checkpoint_every = 1  # after every evaluation, whatever checkpoint.every_steps says
+
+    def __init__(self, strategy: DiscreteSearch, cfg: Any, world: World, device: str, counters: Counters,
+                 tb: TBLogger, run_dir: Path):
         check(world.size == 1, "a discrete search runs in one process; start it without torchrun")
-        self.strategy, self.cfg, self.run_dir, self.world = strategy, cfg, Path(run_dir), world
-        self.format = CHECKPOINT_FORMAT
+        self.strategy, self.cfg, self.world, self.tb, self.run_dir = strategy, cfg, world, tb, Path(run_dir)
         a = cfg.algorithm
-        device = prepare_process(cfg, world, cfg.device)
-        self.bench = build_workbench(cfg, device)
+        self.bench = build_workbench(cfg, prepare_process(cfg, world, device))
         self.space = self.bench.space
-        self.op_names = self.space.op_names
-        self.sampler = Sampler(self.space, cfg.model, rules_of(cfg))
         self.evaluator: Evaluator = make_evaluator(a.evaluator, a, self.bench, cfg.derive.k, cfg.derive.max_skip)
         self.records: list[Record] = []
         self.cache: dict[str, Record] = {}
         self.best: int | None = None  # index of the best record
-        self.clock, self.previous_seconds = Stopwatch(), 0.0
-        self.stop_reason: str | None = None
-        self.config = summary_of(cfg)  # saved with every checkpoint: computed once
+        self.published: int | None = None  # the record genotype.json holds
+        self.observed: dict[str, float] = {}  # the strategy's scalars after the last evaluation
         self.evaluator_saved = False  # whether its state (once prepared) is in EVALUATOR_FILE
-        strategy.begin(self.sampler, cfg.seed)
-        if cfg.resume:
-            self.load(checkpoint.load(cfg.resume))
+        self.config = summary_of(cfg)
+        counters.epochs = 1  # the whole budget is one epoch; ``epochs`` is the supernet evaluator's business
+        strategy.begin(Sampler(self.space, cfg.model, rules_of(cfg)), cfg.seed)
+        self.hooks: list[Hook] = [strategy, EvaluatorSetup(self), Budget(a.budget), EvaluationLog(self),
+                                  BestCell(self)]
 
-    # -- the loop -------------------------------------------------------------------------------
-    def execute(self) -> dict[str, Any]:
-        from nas.engine import Interrupted, StopSignals
-        from nas.logging import TBLogger
+    # -- what the engine asks -------------------------------------------------------------------
+    def steps_per_epoch(self) -> int:
+        b = self.cfg.algorithm.budget
+        return b.evaluations if b.evaluations is not None else MAX_EVALUATIONS
 
-        with StopSignals() as signals, TBLogger(self.run_dir / "tb") as tb:
-            def stopped() -> bool:
-                return signals.received is not None
+    def batches(self, epoch: int, start: int) -> Iterator[int]:
+        return itertools.count(start)
 
-            if not self.evaluator.ready:
-                self.save()  # a run killed while its supernet trains can be resumed (it trains again)
-                self.evaluator.prepare(stopped)
-                if not self.evaluator.ready:
-                    self.save()
-                    raise Interrupted(signals.received, len(self.records), self.run_dir)  # type: ignore[arg-type]
-                setup = self.evaluator.setup
-                log.info("%s evaluator ready: %.1f s, %d images", self.evaluator.name, setup.seconds, setup.images)
-                self.save_evaluator()
-                self.save()
-            while not self.records or (reason := self.budget_spent()) is None:
-                improved = self.step(tb)
-                self.save()
-                if improved:  # after the checkpoint, so that the results never run ahead of it
-                    save_json(self.run_dir / "genotype.json", self.best_record.genotype, self.meta())
-                if stopped():
-                    raise Interrupted(signals.received, len(self.records), self.run_dir)  # type: ignore[arg-type]
-            self.stop_reason = reason
-            self.save()
-            summary = self.summary()
-            if self.cfg.log.images:
-                best = self.best_record.genotype
-                tb.genotype(best, self.space.images(best), len(self.records))
-            tb.text("genotype_final", f"```\n{self.best_record.genotype.to_text()}\n```", len(self.records))
-        checkpoint.write_json(self.run_dir / "summary.json", summary)
-        return summary
-
-    def step(self, tb: Any) -> bool:
-        """Propose, score (or recall), record, learn, log; returns whether the best cell changed."""
+    def step(self, index: int) -> tuple[dict[str, torch.Tensor], int]:
+        """Propose, score (or recall), record, learn; the step's metric is its score when it is finite."""
         genotype = self.strategy.propose()
         key = genotype_key(genotype, self.space)
         if key in self.cache:
-            seen = self.cache[key]
-            record = Record(genotype, seen.value, 0.0, 0, cached=True)
+            record = Record(genotype, self.cache[key].value, 0.0, 0, cached=True)
         else:
             score: Score = self.evaluator.score([genotype])[0]
             record = Record(genotype, score.rank_value, score.seconds, score.images, cached=False)
             self.cache[key] = record
-        self.records.append(record)
-        index = len(self.records) - 1
-        improved = self.best is None or record.value > self.records[self.best].value
-        if improved:
-            self.best = index
-        scalars = self.strategy.observe(genotype, record.value)
-        best = self.best_record.value
-        tb.scalars({**({"search/score": record.value} if math.isfinite(record.value) else {}),
-                    **({"search/best": best} if math.isfinite(best) else {}),
-                    "search/cost_s": self.cost().seconds,
-                    **{k: v for k, v in scalars.items() if math.isfinite(v)}}, index + 1)
-        log.info("evaluation %d: %s %.4g (%.2f s%s), best %.4g", index + 1, self.evaluator.name, record.value,
-                 record.seconds, ", seen before" if record.cached else "", best)
-        return improved
+        self.add(record)
+        self.observed = self.strategy.observe(genotype, record.value)
+        return ({"search/score": torch.tensor(record.value)} if math.isfinite(record.value) else {}), 1
 
-    def budget_spent(self) -> str | None:
-        b = self.cfg.algorithm.budget
-        if b.evaluations is not None and len(self.records) >= b.evaluations:
-            return f"budget of {b.evaluations} evaluations spent"
-        if b.seconds is not None and self.wall_time >= b.seconds:
-            return f"wall-time budget of {b.seconds:g} s spent"
-        return None
+    def end_train_epoch(self) -> None:
+        """Nothing: a discrete search has no schedule to advance."""
 
-    # -- results --------------------------------------------------------------------------------
-    @property
-    def best_record(self) -> Record:
-        assert self.best is not None
-        return self.records[self.best]
+    def evaluate(self, engine: Engine) -> dict[str, float]:
+        best = self.best_record.value if self.records else -math.inf
+        return {"search/best": best} if math.isfinite(best) else {}
 
-    @property
-    def wall_time(self) -> float:
-        return self.previous_seconds + self.clock.elapsed
+    def end_epoch(self, engine: Engine, metrics: dict[str, float]) -> Sequence[str]:
+        return ()
 
-    def cost(self) -> Cost:
-        """Seconds and images of the whole search so far: the evaluator's setup and every evaluation."""
-        setup = self.evaluator.setup
-        return Cost(setup.seconds + sum(r.seconds for r in self.records),
-                    setup.images + sum(r.images for r in self.records))
+    def publish(self, engine: Engine) -> None:
+        self.write_best()
 
-    def meta(self) -> dict[str, Any]:
-        best = self.best_record
-        return {"algorithm": self.cfg.algorithm.name, "space": list(self.op_names), "space_name": self.cfg.space.name,
-                "seed": self.cfg.seed,
-                "k": self.cfg.derive.k, "evaluator": self.evaluator.name, "score": finite(best.value),
-                "evaluation": self.best, "config": self.config}
-
-    def summary(self) -> dict[str, Any]:
-        from nas.search.diagnostics import param_free_scalars
-
-        best, curve, running = self.best_record, [], -math.inf
-        for r in self.records:
-            running = max(running, r.value)
-            curve.append(running)
+    def summary(self, engine: Engine) -> dict[str, Any]:
+        best, curve = self.best_record, self.best_so_far()
         cost, setup = self.cost(), self.evaluator.setup
+        if self.cfg.log.images:
+            self.tb.genotype(best.genotype, self.space.images(best.genotype), len(self.records))
+        self.tb.text("genotype_final", f"```\n{best.genotype.to_text()}\n```", len(self.records))
         return {
             "genotype": best.genotype.to_dict(), "genotype_text": best.genotype.to_text(),
-            "epochs": 0, "steps": len(self.records),
             "final_val_acc": finite(best.value) if self.evaluator.measures_accuracy else None,
-            "final_val_loss": None, "stop_reason": self.stop_reason, "seed": self.cfg.seed,
-            "algorithm": self.cfg.algorithm.name, "run_dir": str(self.run_dir),
-            "diagnostics": [{"epoch": 0, **param_free_scalars(best.genotype, self.space)}], "history": [],
+            "final_val_loss": None, "seed": self.cfg.seed, "algorithm": self.cfg.algorithm.name,
+            "diagnostics": [{"epoch": 0, **param_free_scalars(best.genotype, self.space)}],
             "space": self.cfg.space.name, **benchmark_of(self.space, best.genotype),
-            "wall_time_s": self.wall_time, "world_size": self.world.size, "device": str(self.bench.device),
-            "evaluator": self.evaluator.name,
+            "device": str(self.bench.device), "evaluator": self.evaluator.name,
             "best": {"evaluation": self.best, "score": finite(best.value), "genotype_text": best.genotype.to_text()},
             "cost": {"seconds": cost.seconds, "images": cost.images, "setup_seconds": setup.seconds,
                      "setup_images": setup.images},
@@ -277,40 +230,143 @@ class DiscreteRun:
             **self.strategy.summary(),
         }
 
+    # -- results --------------------------------------------------------------------------------
+    def add(self, record: Record) -> None:
+        self.records.append(record)
+        if self.best is None or record.value > self.records[self.best].value:
+            self.best = len(self.records) - 1
+
+    @property
+    def best_record(self) -> Record:
+        assert self.best is not None
+        return self.records[self.best]
+
+    def best_so_far(self) -> list[float]:
+        return list(itertools.accumulate((r.value for r in self.records), max))
+
+    def cost(self) -> Cost:
+        """Seconds and images of the whole search so far: the evaluator's setup and every evaluation."""
+        setup = self.evaluator.setup
+        return Cost(setup.seconds + sum(r.seconds for r in self.records),
+                    setup.images + sum(r.images for r in self.records))
+
+    def write_best(self) -> None:
+        """``genotype.json`` of the best cell, rewritten when it changed (called after a checkpoint, so
+        that the results never run ahead of it)."""
+        if self.best is None or self.best == self.published:
+            return
+        best = self.best_record
+        save_json(self.run_dir / "genotype.json", best.genotype, {
+            "algorithm": self.cfg.algorithm.name, "space": list(self.space.op_names),
+            "space_name": self.cfg.space.name, "seed": self.cfg.seed, "k": self.cfg.derive.k,
+            "evaluator": self.evaluator.name, "score": finite(best.value), "evaluation": self.best,
+            "config": self.config})
+        self.published = self.best
+
     # -- state ----------------------------------------------------------------------------------
-    def save(self) -> None:
-        """``checkpoints/last.pt``: the records and the strategy, after every evaluation. The evaluator's
-        state (a trained supernet) never changes once it is ready, so it is saved once, beside it."""
-        state = {
-            "format": self.format, "config": self.config, "epoch": 0, "stop_reason": self.stop_reason,
-            "wall_time_s": self.wall_time,
-            "records": [[r.genotype.to_dict(), r.value, r.seconds, r.images, r.cached] for r in self.records],
-            "strategy": self.strategy.state_dict(), "evaluator_saved": self.evaluator_saved,
-        }
-        checkpoint.save_rotating(self.run_dir / "checkpoints", state)
+    def state_dict(self) -> dict[str, Any]:
+        """The records, and whether the evaluator's state (a trained supernet, which never changes
+        once it is ready) is in ``EVALUATOR_FILE`` beside the checkpoint, saved once."""
+        return {"records": [r.to_state() for r in self.records], "evaluator_saved": self.evaluator_saved}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for genotype, value, seconds, images, cached in state["records"]:
+            value = -math.inf if value is None else float(value)
+            record = Record(self.space.from_dict(genotype), value, float(seconds), int(images), bool(cached))
+            self.add(record)
+            self.cache.setdefault(genotype_key(record.genotype, self.space), record)
+        self.published = self.best
+        if state["evaluator_saved"]:
+            path = checkpoint.resolve(self.cfg.resume).parent / EVALUATOR_FILE
+            self.evaluator.load_state_dict(checkpoint.load(path))
+            self.evaluator_saved = True
+        log.info("resumed %s after %d evaluations", self.cfg.algorithm.name, len(self.records))
 
     def save_evaluator(self) -> None:
-        checkpoint.save(self.run_dir / "checkpoints" / EVALUATOR_FILE,
-                        {"format": f"{self.format}/evaluator", **self.evaluator.state_dict()})
+        state = self.evaluator.state_dict()
+        for name, tensor in state_tensors(state):
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise NonFiniteLoss(f"the {self.evaluator.name} evaluator's {name} became non-finite while it was "
+                                    "prepared; nothing was saved (try a lower learning rate for it)")
+        checkpoint.save(self.run_dir / "checkpoints" / EVALUATOR_FILE, {"format": f"{CHECKPOINT_FORMAT}/evaluator",
+                                                                        **state})
         self.evaluator_saved = True
 
-    def load(self, state: dict[str, Any]) -> None:
-        from nas.errors import CheckpointError
+    def tensors(self) -> Iterable[tuple[str, torch.Tensor]]:
+        """A checkpoint holds no tensors of its own (the evaluator's are checked when they are saved)."""
+        return ()
 
-        try:
-            for genotype, value, seconds, images, cached in state["records"]:
-                record = Record(self.space.from_dict(genotype), float(value), float(seconds), int(images), bool(cached))
-                self.records.append(record)
-                self.cache.setdefault(genotype_key(record.genotype, self.space), record)
-                if self.best is None or record.value > self.records[self.best].value:
-                    self.best = len(self.records) - 1
-            self.previous_seconds = float(state["wall_time_s"])
-            self.strategy.load_state_dict(state["strategy"])
-            if state["evaluator_saved"]:
-                folder = checkpoint.resolve(self.cfg.resume).parent
-                self.evaluator.load_state_dict(checkpoint.load(folder / EVALUATOR_FILE))
-                self.evaluator_saved = True
-        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
-            raise CheckpointError(f"checkpoint {self.cfg.resume} is not a complete {self.cfg.algorithm.name} "
-                                  f"checkpoint ({type(exc).__name__}: {exc})") from None
-        log.info("resumed %s after %d evaluations", self.cfg.algorithm.name, len(self.records))
+
+def state_tensors(state: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in a nested state (dicts and lists), by its path."""
+    if isinstance(state, torch.Tensor):
+        yield prefix or "tensor", state
+    elif isinstance(state, dict):
+        for key, value in state.items():
+            yield from state_tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(state, (list, tuple)):
+        for i, value in enumerate(state):
+            yield from state_tensors(value, f"{prefix}[{i}]")
+
+
+class EvaluatorSetup(Hook):
+    """Before the first evaluation: the evaluator's one-time work (training the supernet), with a
+    checkpoint before it (a run killed meanwhile resumes and trains it again) and after it."""
+
+    def __init__(self, task: DiscreteTask):
+        self.task = task
+
+    def before_fit(self, engine: Engine) -> None:
+        evaluator = self.task.evaluator
+        if evaluator.ready:
+            return
+        engine.save_checkpoint()
+        evaluator.prepare(lambda: engine.signals.received is not None)
+        engine.stop_if_signalled()
+        setup = evaluator.setup
+        log.info("%s evaluator ready: %.1f s, %d images", evaluator.name, setup.seconds, setup.images)
+        self.task.save_evaluator()
+        engine.save_checkpoint()
+
+
+class Budget(Hook):
+    """Ends the search once its evaluations or its wall time (every session's, the setup's included)
+    are spent, whichever comes first."""
+
+    def __init__(self, budget: BudgetConfig):
+        self.budget = budget
+
+    def stop_reason(self, engine: Engine) -> str | None:
+        b, done = self.budget, engine.counters.global_step
+        if b.evaluations is not None and done >= b.evaluations:
+            return f"budget of {b.evaluations} evaluations spent"
+        if b.seconds is not None and done and engine.wall_time >= b.seconds:
+            return f"wall-time budget of {b.seconds:g} s spent"
+        return None
+
+
+class EvaluationLog(Hook):
+    """After each evaluation: its score, the best so far, the cost and the strategy's scalars, in
+    TensorBoard against the evaluation count, and one log line."""
+
+    def __init__(self, task: DiscreteTask):
+        self.task = task
+
+    def after_step(self, engine: Engine, metrics: dict[str, torch.Tensor]) -> None:
+        task = self.task
+        record, best, index = task.records[-1], task.best_record.value, len(task.records)
+        scalars = {"search/score": record.value, "search/best": best, "search/cost_s": task.cost().seconds,
+                   **task.observed}
+        task.tb.scalars({k: v for k, v in scalars.items() if math.isfinite(v)}, index)
+        log.info("evaluation %d: %s %.4g (%.2f s%s), best %.4g", index, task.evaluator.name, record.value,
+                 record.seconds, ", seen before" if record.cached else "", best)
+
+
+class BestCell(Hook):
+    """``genotype.json`` after each checkpoint that holds a better cell."""
+
+    def __init__(self, task: DiscreteTask):
+        self.task = task
+
+    def after_checkpoint(self, engine: Engine) -> None:
+        self.task.write_best()

@@ -1,4 +1,8 @@
-"""Random cells: the baseline every search has to beat (DARTS reports random cells at 3.29 %).
+"""Random DARTS cells by seed: the baseline every search has to beat (DARTS reports random cells at 3.29 %).
+
+This is the DARTS space's fixed-seed draw that ``nas-rank`` and the validation scripts use for
+their random-cell rows (one seed, one cell, stable across versions); the discrete strategies draw
+through ``nas.spaces.Sampler``, which works in every space.
 
 A random genotype has the format derivation produces: for each of the normal and reduction cells,
 node j takes k distinct parents drawn uniformly from its 2 + j candidate inputs (listed in
